@@ -1,0 +1,3 @@
+from facepriv.cli import main
+
+main()

@@ -1,0 +1,144 @@
+"""The ``facepriv`` command: a thin click layer over :mod:`facepriv.api`.
+
+Nothing here imports TensorFlow or OpenCV, so ``--help``, ``nodes`` and ``init`` are
+instant. Errors a user can fix print one line on stderr and exit non-zero (2 for
+config and usage errors); they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from facepriv import __version__
+from facepriv.errors import ConfigError, FaceprivError
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+STARTER_CONFIG = """\
+# facepriv run config. Run it with: facepriv run --config_path {name}
+# List nodes and their settings with: facepriv nodes
+nodes:
+- input.visual:
+    source: 0              # webcam index, or an image, video, folder or http/rtsp URL
+- model.mtcnn:
+    min_size: 40           # smallest face to look for, in pixels
+- draw.mosaic_bbox         # or draw.blur_bbox
+- output.screen            # press q to stop
+# To write files instead of showing them, replace output.screen with:
+# - output.media_writer:
+#     output_dir: output
+"""
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="facepriv")
+def cli() -> None:
+    """Find faces in images, videos and camera feeds, and hide them."""
+
+
+@cli.command()
+@click.option(
+    "--config_path",
+    default="pipeline_config.yml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Run config (YAML) listing the nodes of the pipeline.",
+)
+@click.option(
+    "--node_config",
+    default=None,
+    help='Settings laid over the run config, e.g. \'{"input.visual": {"source": "a.mp4"}}\'.',
+)
+@click.option(
+    "--num_iter", type=click.IntRange(min=1), default=None, help="Stop after N frames."
+)
+@click.option(
+    "--log_level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+def run(config_path: str, node_config: str | None, num_iter: int | None, log_level: str) -> None:
+    """Run the pipeline described by a run config."""
+    _setup_logging(log_level)
+    from facepriv import api
+
+    api.run(config_path, node_config=node_config, num_iter=num_iter)
+
+
+@cli.command()
+@click.argument("node_type", required=False)
+def nodes(node_type: str | None) -> None:
+    """List nodes (optionally of one TYPE) with their settings and defaults."""
+    from facepriv.config import NODE_TYPES, node_specs
+
+    if node_type is not None and node_type not in NODE_TYPES:
+        raise ConfigError(
+            f"unknown node type '{node_type}': choose one of {', '.join(NODE_TYPES)}"
+        )
+    for name, spec in node_specs().items():
+        if node_type and not name.startswith(f"{node_type}."):
+            continue
+        click.echo(f"{name}: {spec.description.splitlines()[0] if spec.description else ''}")
+        click.echo(f"    in: {', '.join(spec.inputs) or 'none'}  out: {', '.join(spec.outputs) or 'none'}")
+        for key, default in spec.defaults().items():
+            click.echo(f"    {key}: {default!r}")
+
+
+@cli.command()
+@click.option(
+    "--config_path",
+    default="pipeline_config.yml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the starter run config.",
+)
+def init(config_path: str) -> None:
+    """Write a starter run config (never overwrites an existing file)."""
+    path = Path(config_path)
+    if path.exists():
+        raise ConfigError(
+            f"'{path}' already exists and was left unchanged: pass another --config_path"
+        )
+    try:
+        with path.open("x", encoding="utf-8") as handle:
+            handle.write(STARTER_CONFIG.format(name=path))
+    except OSError as err:
+        raise ConfigError(f"cannot write '{path}': {err.strerror}") from None
+    click.echo(f"wrote {path}: edit 'source', then run: facepriv run --config_path {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn user errors into one line and an exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="facepriv", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.UsageError as err:
+        command = err.ctx.command_path if err.ctx else "facepriv"
+        click.echo(f"error: {err.format_message()} (see '{command} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(err.exit_code)
+    except FaceprivError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("interrupted: unfinished outputs were discarded", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,56 @@
+"""The node contract, PeekingDuck style.
+
+A node lives in ``facepriv/nodes/<type>/<name>.py`` as a class ``Node`` with a YAML of
+the same name beside it that declares its ``input``/``output`` data keys and its
+settings. ``Node(config, **overrides)`` merges and validates those settings, then
+``run(inputs) -> outputs`` is called once per frame with the declared inputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from facepriv.config import NodeSpec, node_specs, resolve_node_config, resolve_node_name
+
+
+class AbstractNode:
+    """Base of every node: settings from YAML defaults plus overrides, declared keys."""
+
+    spec: NodeSpec
+
+    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
+        module = type(self).__module__
+        node_type, name = module.split(".")[-2:]
+        self.node_name = f"{node_type}.{name}"
+        self.spec = node_specs()[self.node_name]
+        self.config = resolve_node_config(self.node_name, config, overrides)
+        self.inputs: list[str] = list(self.spec.inputs)
+        self.outputs: list[str] = list(self.spec.outputs)
+        self.logger = logging.getLogger(f"facepriv.{self.node_name}")
+        # Problems that did not stop the run (for example an unreadable file in a
+        # folder); the run reports them and exits non-zero.
+        self.failed_items: list[str] = []
+        for key, value in self.config.items():
+            setattr(self, key, value)
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def release(self, completed: bool = True) -> None:
+        """Free devices, windows and files. ``completed`` is False when the run was
+        interrupted or failed: writers then discard what they had not finished."""
+
+
+def load_node_class(name: str) -> type[AbstractNode]:
+    """Import ``facepriv.nodes.<type>.<name>`` and return its ``Node`` class."""
+    canonical = resolve_node_name(name)
+    module = importlib.import_module(f"facepriv.nodes.{canonical}")
+    return module.Node
+
+
+def build_node(name: str, *layers: dict[str, Any] | None) -> AbstractNode:
+    """Instantiate a node with its settings layers merged in order."""
+    canonical = resolve_node_name(name)
+    return load_node_class(canonical)(resolve_node_config(canonical, *layers))

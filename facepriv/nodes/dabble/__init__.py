@@ -1,0 +1,1 @@
+"""dabble nodes."""

@@ -1,0 +1,53 @@
+"""Output files that exist complete or not at all.
+
+Writers write to a hidden temporary file beside the final one and rename it into place
+only when the file is finished; an interrupted run leaves no file under a final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from facepriv.errors import MediaError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class AtomicOutput:
+    """A temporary path that becomes ``final_path`` on ``commit()``."""
+
+    def __init__(self, final_path: Path) -> None:
+        self.final_path = final_path
+        final_path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(
+            prefix=f".{final_path.stem}.", suffix=f".partial{final_path.suffix}",
+            dir=final_path.parent,
+        )
+        os.close(handle)
+        self.temp_path = Path(name)
+        # mkstemp creates 0600 files; outputs should get the permissions of any new file.
+        os.chmod(self.temp_path, 0o666 & ~_UMASK)
+
+    def commit(self) -> Path:
+        os.replace(self.temp_path, self.final_path)
+        return self.final_path
+
+    def discard(self) -> None:
+        self.temp_path.unlink(missing_ok=True)
+
+
+def ensure_writable_dir(directory: Path, setting: str) -> Path:
+    """Create ``directory`` if needed and prove it is writable, before the first frame."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise MediaError(
+            f"{setting} '{directory}' is not writable ({reason}): choose a folder you can write to"
+        ) from None
+    return directory

@@ -1,0 +1,112 @@
+"""The runner: passes one data dict per frame from node to node.
+
+It knows nothing about faces or media. It checks the channel before the first frame,
+loops until a node sets ``pipeline_end`` (on that last tick only nodes that take
+``pipeline_end`` run) or ``num_iter`` ticks are done, and releases every node on
+every exit path, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from facepriv.config import PSEUDO_INPUTS
+from facepriv.errors import ConfigError
+
+logger = logging.getLogger("facepriv.runner")
+
+
+class PipelineNode(Protocol):
+    node_name: str
+    inputs: list[str]
+    outputs: list[str]
+    failed_items: list[str]
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]: ...
+
+    def release(self, completed: bool = True) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    """What a run did: ticks, wall time and the items nodes could not process."""
+
+    iterations: int = 0
+    seconds: float = 0.0
+    failed_items: list[str] = field(default_factory=list)
+    node_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def check_channel(steps: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> None:
+    """Fail before the first frame if a node needs a key no earlier node produces.
+
+    ``steps`` holds (node name, input keys, output keys) in pipeline order, so the
+    check can run from the node specs, before any model is loaded.
+    """
+    if not steps:
+        raise ConfigError("the pipeline has no nodes: list at least an input node")
+    produced: list[str] = []
+    for index, (name, inputs, outputs) in enumerate(steps):
+        needed = [key for key in inputs if key not in PSEUDO_INPUTS]
+        if index == 0 and needed:
+            raise ConfigError(
+                f"'{name}' cannot come first: it needs {', '.join(needed)}; "
+                "start the pipeline with an input node such as input.visual"
+            )
+        missing = [key for key in needed if key not in produced]
+        if missing:
+            pool = ", ".join(produced) or "nothing"
+            raise ConfigError(
+                f"'{name}' needs {', '.join(missing)}, which no earlier node "
+                f"produces (the data pool holds: {pool}): add or reorder nodes"
+            )
+        produced.extend(key for key in outputs if key not in produced)
+
+
+def _inputs_for(node: PipelineNode, data: dict[str, Any]) -> dict[str, Any]:
+    if "all" in node.inputs:
+        return data
+    return {key: data[key] for key in node.inputs if key in data}
+
+
+class Pipeline:
+    """An ordered, channel-checked list of nodes."""
+
+    def __init__(self, nodes: Sequence[PipelineNode]) -> None:
+        check_channel([(node.node_name, node.inputs, node.outputs) for node in nodes])
+        self.nodes = list(nodes)
+
+    def run(self, num_iter: int | None = None) -> RunSummary:
+        summary = RunSummary(node_seconds={node.node_name: 0.0 for node in self.nodes})
+        started = time.perf_counter()
+        completed = False
+        try:
+            while num_iter is None or summary.iterations < num_iter:
+                data: dict[str, Any] = {}
+                for node in self.nodes:
+                    if data.get("pipeline_end") and "pipeline_end" not in node.inputs:
+                        continue
+                    tick = time.perf_counter()
+                    data.update(node.run(_inputs_for(node, data)))
+                    summary.node_seconds[node.node_name] += time.perf_counter() - tick
+                if data.get("pipeline_end"):
+                    break
+                summary.iterations += 1
+            completed = True
+        finally:
+            self._release(completed)
+            summary.seconds = time.perf_counter() - started
+        for node in self.nodes:
+            summary.failed_items.extend(node.failed_items)
+        return summary
+
+    def _release(self, completed: bool) -> None:
+        for node in self.nodes:
+            try:
+                node.release(completed)
+            except Exception:  # one failing release must not keep the others open
+                logger.exception("releasing %s failed", node.node_name)

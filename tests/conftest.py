@@ -1,0 +1,48 @@
+"""Shared fixtures: real media from ../shared/data (skipped when absent) and the bundled sample."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FACEPRIV_SHARED_DATA", REPO_DIR.parent / "shared" / "data"))
+SAMPLE_VIDEO = REPO_DIR / "samples" / "peekingduck_wave.mp4"
+
+
+def _shared(sub: str) -> Path:
+    path = SHARED_DATA / sub
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared evaluation data is not beside this checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """../shared/data/faces: real photos with human-annotated face boxes."""
+    return _shared("faces")
+
+
+@pytest.fixture(scope="session")
+def face_annotations(faces_dir: Path) -> list[dict]:
+    return json.loads((faces_dir / "annotations.json").read_text())["images"]
+
+
+@pytest.fixture(scope="session")
+def videos_dir() -> Path:
+    return _shared("videos")
+
+
+@pytest.fixture(scope="session")
+def exif_dir() -> Path:
+    return _shared("exif_samples")
+
+
+@pytest.fixture(scope="session")
+def sample_video() -> Path:
+    """The bundled Apache-2.0 sample clip (one waving man, 710x540, 517 frames)."""
+    assert SAMPLE_VIDEO.exists(), "samples/peekingduck_wave.mp4 is part of the repository"
+    return SAMPLE_VIDEO
