@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+EPSILON = 1e-6
+
 
 def pixel_regions(bboxes: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """Normalised x1, y1, x2, y2 boxes to integer pixel regions inside the frame.
@@ -21,10 +23,11 @@ def pixel_regions(bboxes: np.ndarray, width: int, height: int) -> list[tuple[int
     if boxes.size == 0:
         return []
     scaled = boxes * np.array([width, height, width, height])
-    x1 = np.clip(np.floor(scaled[:, 0]), 0, width).astype(int)
-    y1 = np.clip(np.floor(scaled[:, 1]), 0, height).astype(int)
-    x2 = np.clip(np.ceil(scaled[:, 2]), 0, width).astype(int)
-    y2 = np.clip(np.ceil(scaled[:, 3]), 0, height).astype(int)
+    # The epsilon keeps float noise (0.55 * 200 = 110.00000000000001) from adding a pixel.
+    x1 = np.clip(np.floor(scaled[:, 0] + EPSILON), 0, width).astype(int)
+    y1 = np.clip(np.floor(scaled[:, 1] + EPSILON), 0, height).astype(int)
+    x2 = np.clip(np.ceil(scaled[:, 2] - EPSILON), 0, width).astype(int)
+    y2 = np.clip(np.ceil(scaled[:, 3] - EPSILON), 0, height).astype(int)
     return [
         (int(a), int(b), int(c), int(d))
         for a, b, c, d in zip(x1, y1, x2, y2, strict=False)

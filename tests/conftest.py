@@ -46,3 +46,40 @@ def sample_video() -> Path:
     """The bundled Apache-2.0 sample clip (one waving man, 710x540, 517 frames)."""
     assert SAMPLE_VIDEO.exists(), "samples/peekingduck_wave.mp4 is part of the repository"
     return SAMPLE_VIDEO
+
+
+@pytest.fixture(scope="session")
+def virtual_display():
+    """A private Xvfb display for output.screen tests (skipped where Xvfb is missing)."""
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb): on-screen tests need a display")
+    for number in range(91, 120):
+        if not Path(f"/tmp/.X11-unix/X{number}").exists():
+            break
+    process = subprocess.Popen(
+        ["Xvfb", f":{number}", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    socket = Path(f"/tmp/.X11-unix/X{number}")
+    for _ in range(100):
+        if socket.exists():
+            break
+        time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.skip("Xvfb did not start")
+    yield f":{number}"
+    process.terminate()
+    process.wait(timeout=5)
+
+
+def without_display_env() -> dict[str, str]:
+    """The current environment with every way to reach a display removed."""
+    env = dict(os.environ)
+    for key in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        env.pop(key, None)
+    return env
