@@ -6,7 +6,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from facepriv.config import RunConfig, load_run_config, node_specs, parse_node_config
+from facepriv.config import (
+    RunConfig,
+    load_run_config,
+    node_specs,
+    parse_node_config,
+    resolve_node_config,
+)
 from facepriv.errors import ConfigError, RunFailure
 from facepriv.node import AbstractNode, build_node
 from facepriv.runner import Pipeline, RunSummary, check_channel
@@ -32,10 +38,15 @@ def build_nodes(
         )
     specs = node_specs()
     check_channel([(n, specs[n].inputs, specs[n].outputs) for n, _ in run_config.nodes])
+    # Every setting is checked before any node opens a camera or loads a model.
+    settings = [
+        (name, resolve_node_config(name, overrides, node_config.get(name)))
+        for name, overrides in run_config.nodes
+    ]
     nodes: list[AbstractNode] = []
     try:
-        for name, overrides in run_config.nodes:
-            nodes.append(build_node(name, overrides, node_config.get(name)))
+        for name, merged in settings:
+            nodes.append(build_node(name, merged))
     except BaseException:
         for node in nodes:
             node.release(completed=False)

@@ -7,7 +7,9 @@ config and usage errors); they never show a traceback.
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +77,11 @@ def cli() -> None:
 def run(config_path: str, node_config: str | None, num_iter: int | None, log_level: str) -> None:
     """Run the pipeline described by a run config."""
     _setup_logging(log_level)
+    if log_level.lower() != "debug":
+        # OpenCV and FFmpeg print their own warnings on stderr (a missing camera gives ten
+        # lines); facepriv reports those problems itself, in one line.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from facepriv import api
 
     api.run(config_path, node_config=node_config, num_iter=num_iter)
@@ -87,8 +94,10 @@ def nodes(node_type: str | None) -> None:
     from facepriv.config import NODE_TYPES, node_specs
 
     if node_type is not None and node_type not in NODE_TYPES:
+        close = difflib.get_close_matches(node_type, NODE_TYPES, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(
-            f"unknown node type '{node_type}': choose one of {', '.join(NODE_TYPES)}"
+            f"unknown node type '{node_type}': {hint}choose one of {', '.join(NODE_TYPES)}"
         )
     for name, spec in node_specs().items():
         if node_type and not name.startswith(f"{node_type}."):

@@ -23,7 +23,7 @@ import yaml
 
 from facepriv.errors import ConfigError
 
-NODE_TYPES = ("input", "augment", "model", "draw", "dabble", "output")
+NODE_TYPES = ("input", "model", "draw", "dabble", "output")
 NODES_DIR = Path(__file__).parent / "nodes"
 PSEUDO_INPUTS = ("all", "none")
 
@@ -300,8 +300,12 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise ConfigError(
             f"config file '{path}' is not valid YAML{where} ({problem}): fix the syntax"
         ) from None
-    except (UnicodeDecodeError, OSError) as err:
-        raise ConfigError(f"cannot read config file '{path}': {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config file '{path}' is not UTF-8 text: save it as UTF-8 (or check it is a YAML file)"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file '{path}': {err.strerror or err}") from None
     return parse_run_config(data, str(path))
 
 

@@ -53,4 +53,5 @@ def load_node_class(name: str) -> type[AbstractNode]:
 def build_node(name: str, *layers: dict[str, Any] | None) -> AbstractNode:
     """Instantiate a node with its settings layers merged in order."""
     canonical = resolve_node_name(name)
-    return load_node_class(canonical)(resolve_node_config(canonical, *layers))
+    settings = resolve_node_config(canonical, *layers)  # before importing heavy modules
+    return load_node_class(canonical)(settings)
