@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ logger = logging.getLogger("facepriv")
 
 
 def build_nodes(
-    run_config: RunConfig, node_config: dict[str, dict[str, Any]] | None = None
+    run_config: RunConfig,
+    node_config: dict[str, dict[str, Any]] | None = None,
+    provided: Sequence[str] = (),
 ) -> list[AbstractNode]:
     """Instantiate the nodes of a run config, ``node_config`` laid over each.
 
@@ -37,7 +40,9 @@ def build_nodes(
             "check the node name or add the node to the config"
         )
     specs = node_specs()
-    check_channel([(n, specs[n].inputs, specs[n].outputs) for n, _ in run_config.nodes])
+    check_channel(
+        [(n, specs[n].inputs, specs[n].outputs) for n, _ in run_config.nodes], provided
+    )
     # Every setting is checked before any node opens a camera or loads a model.
     settings = [
         (name, resolve_node_config(name, overrides, node_config.get(name)))

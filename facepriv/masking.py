@@ -1,23 +1,44 @@
 """Mask geometry shared by every draw node that hides faces.
 
-Draw nodes differ only in how they hide one region (mosaic, blur, ...); turning the
-normalised ``bboxes`` into clipped pixel regions lives here, once.
+A detector's box is tight around eyes, nose and mouth; hiding only that box leaves hair,
+forehead, jaw and ears recognisable. So each box is grown around its centre by
+``mask_scale``, optionally turned into an ellipse, and clipped to the frame. Every hidden
+pixel is computed from the original frame exactly once, so overlapping boxes never
+re-process pixels that another box already hid. Draw nodes differ only in how they hide
+one region (mosaic, blur, fill): that is the ``hide`` callback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from facepriv.node import AbstractNode
+
 EPSILON = 1e-6
+
+# hide(region, face_width, face_height) -> hidden region of the same shape. The face size
+# (before growth) lets methods scale their strength with the face, not with the frame.
+HideFunction = Callable[[np.ndarray, float, float], np.ndarray]
+
+
+def grow_boxes(bboxes: np.ndarray, scale: float) -> np.ndarray:
+    """Scale each normalised box's width and height by ``scale`` around its centre."""
+    boxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    if scale == 1.0 or boxes.size == 0:
+        return boxes
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * scale
+    return np.hstack([centre - half, centre + half])
 
 
 def pixel_regions(bboxes: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """Normalised x1, y1, x2, y2 boxes to integer pixel regions inside the frame.
 
-    Edges are rounded outwards (hide more, never less); boxes that end up empty are
-    dropped.
+    Edges are rounded outwards (hide more, never less); boxes that end up empty, or that
+    had zero or negative size to begin with, are dropped.
     """
     boxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
     if boxes.size == 0:
@@ -30,16 +51,69 @@ def pixel_regions(bboxes: np.ndarray, width: int, height: int) -> list[tuple[int
     y2 = np.clip(np.ceil(scaled[:, 3] - EPSILON), 0, height).astype(int)
     return [
         (int(a), int(b), int(c), int(d))
-        for a, b, c, d in zip(x1, y1, x2, y2, strict=False)
+        for a, b, c, d in zip(x1, y1, x2, y2, strict=True)
         if c > a and d > b
     ]
 
 
-def hide_regions(
-    image: np.ndarray, bboxes: np.ndarray, hide: Callable[[np.ndarray], np.ndarray]
+def _ellipse_mask(box: np.ndarray, region: tuple[int, int, int, int], width: int,
+                  height: int) -> np.ndarray:
+    """Pixels of ``region`` inside the ellipse inscribed in the (unclipped) box."""
+    x1, y1, x2, y2 = region
+    cx, cy = (box[0] + box[2]) / 2 * width, (box[1] + box[3]) / 2 * height
+    rx, ry = max((box[2] - box[0]) / 2 * width, 0.5), max((box[3] - box[1]) / 2 * height, 0.5)
+    ys = (np.arange(y1, y2) + 0.5 - cy) / ry
+    xs = (np.arange(x1, x2) + 0.5 - cx) / rx
+    return ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
+
+
+def hide_faces(
+    image: np.ndarray,
+    bboxes: np.ndarray,
+    hide: HideFunction,
+    mask_scale: float = 1.0,
+    mask_shape: str = "rectangle",
 ) -> np.ndarray:
-    """Replace each box of ``image`` (in place) by ``hide(region)``; return the image."""
+    """Hide every face box of ``image`` in place and return it.
+
+    Larger boxes are processed first and own the pixels where boxes overlap; each pixel
+    is replaced at most once, by a value computed from the original frame.
+    """
+    boxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    sizes = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    valid = boxes[sizes > 0]
+    if valid.size == 0:
+        return image
     height, width = image.shape[:2]
-    for x1, y1, x2, y2 in pixel_regions(bboxes, width, height):
-        image[y1:y2, x1:x2] = hide(image[y1:y2, x1:x2])
+    order = np.argsort(-sizes[sizes > 0], kind="stable")
+    faces, grown = valid[order], grow_boxes(valid[order], mask_scale)
+    original = image.copy()
+    done = np.zeros((height, width), dtype=bool)
+    for face, box in zip(faces, grown, strict=True):
+        regions = pixel_regions(box, width, height)
+        if not regions:
+            continue
+        x1, y1, x2, y2 = region = regions[0]
+        take = ~done[y1:y2, x1:x2]
+        if mask_shape == "ellipse":
+            take &= _ellipse_mask(box, region, width, height)
+        if not take.any():
+            continue
+        face_w, face_h = (face[2] - face[0]) * width, (face[3] - face[1]) * height
+        hidden = hide(original[y1:y2, x1:x2], face_w, face_h)
+        image[y1:y2, x1:x2][take] = hidden[take]
+        done[y1:y2, x1:x2] |= take
     return image
+
+
+class MaskingNode(AbstractNode):
+    """Base of the draw nodes that hide faces: geometry here, the method in ``hide``."""
+
+    def hide(self, region: np.ndarray, face_width: float, face_height: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        image = hide_faces(
+            inputs["img"], inputs["bboxes"], self.hide, self.mask_scale, self.mask_shape
+        )
+        return {"img": image}

@@ -51,3 +51,14 @@ def ensure_writable_dir(directory: Path, setting: str) -> Path:
             f"{setting} '{directory}' is not writable ({reason}): choose a folder you can write to"
         ) from None
     return directory
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write a small text file (a report) so that it appears complete or not at all."""
+    output = AtomicOutput(path)
+    try:
+        output.temp_path.write_text(text, encoding="utf-8")
+        return output.commit()
+    except BaseException:
+        output.discard()
+        raise

@@ -41,18 +41,21 @@ class RunSummary:
     node_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def check_channel(steps: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> None:
+def check_channel(
+    steps: Sequence[tuple[str, Sequence[str], Sequence[str]]], provided: Sequence[str] = ()
+) -> None:
     """Fail before the first frame if a node needs a key no earlier node produces.
 
     ``steps`` holds (node name, input keys, output keys) in pipeline order, so the
-    check can run from the node specs, before any model is loaded.
+    check can run from the node specs, before any model is loaded. ``provided`` are keys
+    the caller puts in the data pool itself (``facepriv eval`` feeds images directly).
     """
     if not steps:
         raise ConfigError("the pipeline has no nodes: list at least an input node")
-    produced: list[str] = []
+    produced: list[str] = list(provided)
     for index, (name, inputs, outputs) in enumerate(steps):
         needed = [key for key in inputs if key not in PSEUDO_INPUTS]
-        if index == 0 and needed:
+        if index == 0 and needed and not provided:
             raise ConfigError(
                 f"'{name}' cannot come first: it needs {', '.join(needed)}; "
                 "start the pipeline with an input node such as input.visual"

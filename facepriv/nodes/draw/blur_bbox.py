@@ -1,22 +1,22 @@
-"""draw.blur_bbox: blur every face box."""
+"""draw.blur_bbox: blur every face."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import cv2
 import numpy as np
 
-from facepriv.masking import hide_regions
-from facepriv.node import AbstractNode
+from facepriv.masking import MaskingNode
 
 
-class Node(AbstractNode):
-    """Averages each box with a ``blur_kernel_size`` square kernel, inside the box only
-    (pixels outside a box never bleed in or out)."""
+class Node(MaskingNode):
+    """Averages each hidden region with a square kernel, inside the region only (pixels
+    outside never bleed in or out). The kernel grows with the face, so a large face is
+    not merely softened by a kernel sized for a small one."""
 
-    def _blur(self, region: np.ndarray) -> np.ndarray:
-        return cv2.blur(region, (self.blur_kernel_size, self.blur_kernel_size))
+    def kernel_size(self, face_width: float, face_height: float) -> int:
+        relative = self.blur_strength * max(face_width, face_height)
+        return max(int(round(relative)), self.blur_kernel_size, 1)
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        return {"img": hide_regions(inputs["img"], inputs["bboxes"], self._blur)}
+    def hide(self, region: np.ndarray, face_width: float, face_height: float) -> np.ndarray:
+        size = self.kernel_size(face_width, face_height)
+        return cv2.blur(region, (size, size))

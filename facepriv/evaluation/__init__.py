@@ -1,0 +1,1 @@
+"""Measure what a config lets through: detection recall/precision, leak rate, collateral."""
