@@ -1,0 +1,51 @@
+"""model.mtcnn: finds faces with the MTCNN cascade, PeekingDuck's ``model.mtcnn`` keys.
+
+Settings (see ``mtcnn.yml``):
+
+* ``min_size``: smallest face looked for, in pixels (>= 12). Smaller finds smaller faces
+  and costs more time: the image pyramid starts at 12 / min_size.
+* ``scale_factor``: shrink between two pyramid levels (0.709 as in the MTCNN paper).
+* ``network_thresholds``: confidence a window needs to pass P-Net, R-Net and O-Net.
+* ``score_threshold``: final confidence a face needs to be reported.
+* ``weights_parent_dir``: a folder with ``pnet.lz4``, ``rnet.lz4`` and ``onet.lz4``;
+  empty uses the weights inside the installed mtcnn package.
+
+Outputs ``bboxes`` (normalised x1, y1, x2, y2), ``bbox_labels`` ("face") and
+``bbox_scores``. TensorFlow is loaded when the node is built, not when it is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from facepriv.detection import FaceDetectorNode
+from facepriv.models.mtcnn_cascade import MTCNNCascade
+
+
+class Node(FaceDetectorNode):
+    """MTCNN face detector on BGR frames."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.cascade = MTCNNCascade(
+            min_size=self.min_size,
+            scale_factor=self.scale_factor,
+            thresholds=tuple(self.network_thresholds),
+            weights_dir=self.weights_parent_dir,
+        )
+
+    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel boxes and scores of the faces scoring at least ``score_threshold``."""
+        boxes, scores = self.cascade.detect(_bgr_to_rgb(image_bgr))
+        keep = scores >= self.score_threshold
+        return boxes[keep], scores[keep]
+
+
+def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
+    """BGR or BGRA to RGB as a view (the cascade copies it anyway); grey passes as is."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] >= 3:
+        return image[:, :, 2::-1]
+    return image
