@@ -47,6 +47,25 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _config_path_option(help_text: str):  # noqa: ANN202 - a click decorator
+    return click.option(
+        "--config_path",
+        default="pipeline_config.yml",
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help=help_text,
+    )
+
+
+def _log_level_option(default: str):  # noqa: ANN202 - a click decorator
+    return click.option(
+        "--log_level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        default=default,
+        show_default=True,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="facepriv")
 def cli() -> None:
@@ -54,13 +73,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option(
-    "--config_path",
-    default="pipeline_config.yml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Run config (YAML) listing the nodes of the pipeline.",
-)
+@_config_path_option("Run config (YAML) listing the nodes of the pipeline.")
 @click.option(
     "--node_config",
     default=None,
@@ -69,12 +82,7 @@ def cli() -> None:
 @click.option(
     "--num_iter", type=click.IntRange(min=1), default=None, help="Stop after N frames."
 )
-@click.option(
-    "--log_level",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="info",
-    show_default=True,
-)
+@_log_level_option("info")
 def run(config_path: str, node_config: str | None, num_iter: int | None, log_level: str) -> None:
     """Run the pipeline described by a run config."""
     _setup_logging(log_level)
@@ -89,13 +97,7 @@ def run(config_path: str, node_config: str | None, num_iter: int | None, log_lev
 
 
 @cli.command(name="eval")
-@click.option(
-    "--config_path",
-    default="pipeline_config.yml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Run config whose model and draw nodes are evaluated.",
-)
+@_config_path_option("Run config whose model and draw nodes are evaluated.")
 @click.option(
     "--annotations",
     required=True,
@@ -105,12 +107,7 @@ def run(config_path: str, node_config: str | None, num_iter: int | None, log_lev
 @click.option(
     "--output", default=None, type=click.Path(dir_okay=False), help="Also write the report as JSON."
 )
-@click.option(
-    "--log_level",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="warning",
-    show_default=True,
-)
+@_log_level_option("warning")
 def evaluate(config_path: str, annotations: str, output: str | None, log_level: str) -> None:
     """Measure recall, precision, leak rate and collateral of a config on annotated photos."""
     _setup_logging(log_level)
@@ -148,13 +145,7 @@ def nodes(node_type: str | None) -> None:
 
 
 @cli.command()
-@click.option(
-    "--config_path",
-    default="pipeline_config.yml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Where to write the starter run config.",
-)
+@_config_path_option("Where to write the starter run config.")
 def init(config_path: str) -> None:
     """Write a starter run config (never overwrites an existing file)."""
     path = Path(config_path)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,19 @@ def without_display_env() -> dict[str, str]:
     for key in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         env.pop(key, None)
     return env
+
+
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d \[[A-Z]+\] \S+: ")
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``facepriv`` as a user does, through ``main()``."""
+    return subprocess.run(
+        [sys.executable, "-m", "facepriv", *args],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without log lines (``HH:MM:SS [LEVEL] name: msg``) and blank lines."""
+    return [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]

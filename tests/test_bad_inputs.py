@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,23 +21,12 @@ from pathlib import Path
 
 import pytest
 
-LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d \[[A-Z]+\] \S+: ")
+from conftest import error_lines, run_cli
+
 DISPLAY_VARS = ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "facepriv", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
-    )
-
-
-def error_lines(stderr: str) -> list[str]:
-    """stderr without log lines (``HH:MM:SS [LEVEL] name: msg``) and blank lines."""
-    return [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
 
 
 def tree_hashes(*roots: Path) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,21 +14,10 @@ import yaml
 import facepriv
 from facepriv.config import load_run_config, node_specs
 
+from conftest import error_lines, run_cli
+
 NODES_DIR = Path(facepriv.__file__).parent / "nodes"
-LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d \[[A-Z]+\] \S+: ")
 SAMPLE_SIZE = (710, 540)
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "facepriv", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
-    )
-
-
-def error_lines(stderr: str) -> list[str]:
-    """stderr without log lines (``HH:MM:SS [LEVEL] name: msg``) and blank lines."""
-    return [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, code: int, *fragments: str) -> str:
@@ -189,7 +177,7 @@ def test_nodes_lists_every_node_with_keys_and_defaults(tmp_path):
             expected = f"{key}: {specs[name].defaults()[key]!r}"
             assert expected in blocks[name], f"{name}: {expected!r} missing from {blocks[name]}"
     # A few defaults spelled out, independent of the spec reader.
-    assert "score_threshold: 0.7" in blocks["model.mtcnn"]
+    assert "score_threshold: 0.2" in blocks["model.mtcnn"]
     assert "min_size: 40" in blocks["model.mtcnn"]
     assert "overwrite: False" in blocks["output.media_writer"]
     assert "output_dir: 'output'" in blocks["output.media_writer"]
