@@ -182,7 +182,7 @@ def test_nodes_lists_every_node_with_keys_and_defaults(tmp_path):
     assert "overwrite: False" in blocks["output.media_writer"]
     assert "output_dir: 'output'" in blocks["output.media_writer"]
     assert "source: 0" in blocks["input.visual"]
-    assert "mosaic_level: 7" in blocks["draw.mosaic_bbox"]
+    assert "mosaic_level: 5" in blocks["draw.mosaic_bbox"]
 
 
 def test_nodes_of_one_type(tmp_path):
