@@ -1,14 +1,28 @@
-"""Small media helpers shared by the input, output and eval code."""
+"""Small media helpers shared by the input, output and eval code.
+
+Also the two records that travel with every frame from ``input.visual`` to the writers
+(``MediaItem``, ``FrameInfo``) and the expansion of a ``source`` setting (path, folder,
+glob or list) into input files. Nothing heavy is imported at module level.
+"""
 
 from __future__ import annotations
 
+import glob
+import os
+import sys
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from facepriv.errors import ConfigError, MediaError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 STREAM_PREFIXES = ("http://", "https://", "rtsp://", "rtmp://")
+GLOB_CHARS = frozenset("*?[")
 
 
 def is_image(path: str | Path) -> bool:
@@ -19,16 +33,156 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
+def is_media(path: Path) -> bool:
+    return is_image(path) or is_video(path)
+
+
 def is_stream_url(source: str) -> bool:
     return source.lower().startswith(STREAM_PREFIXES)
 
 
-def list_media(folder: Path) -> list[Path]:
-    """Images and videos in a folder (not recursive), sorted by name."""
+def supported_list() -> str:
+    return ", ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+
+
+def list_media(folder: Path, recursive: bool = False) -> list[Path]:
+    """Images and videos in a folder, sorted by relative path; hidden entries are left out."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(
-        path for path in folder.iterdir()
-        if path.is_file() and not path.name.startswith(".") and (is_image(path) or is_video(path))
+        (
+            path for path in found
+            if path.is_file() and is_media(path)
+            and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        ),
+        key=lambda path: path.relative_to(folder).as_posix(),
     )
+
+
+# --------------------------------------------------------------------------- what travels with a frame
+
+
+@dataclass(eq=False)
+class MediaItem:
+    """One input of a run: every frame read from it carries the same object.
+
+    ``failed`` is set by the reader when the file turns out to be damaged after some of
+    its frames were already handed on; writers then discard what they wrote for it.
+    """
+
+    path: Path | None  # None for webcams and streams
+    name: str  # the output's path relative to output_dir (posix), before any suffix change
+    kind: str  # "image", "video" or "live"
+    fps: float = 0.0
+    frame_count: int = 0  # 0 when the container does not say
+    sample_aspect_ratio: Fraction | None = None
+    color_tags: dict[str, Any] = field(default_factory=dict)  # colourspace etc. for the encoder
+    failed: str | None = None
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """Where a frame came from and when it is shown: lets writers keep timing and audio."""
+
+    item: MediaItem
+    index: int
+    pts: int | None = None  # presentation time in ``time_base`` units
+    time_base: Fraction | None = None
+    duration: int | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.pts is None or self.time_base is None else float(self.pts * self.time_base)
+
+
+# --------------------------------------------------------------------------- the source setting
+
+
+def expand_sources(source: str | list[Any], recursive: bool) -> tuple[list[tuple[Path, str]], bool]:
+    """Turn a path, folder, glob or list of them into (file, output name) pairs.
+
+    Returns the pairs and whether the source names exactly one file (its errors are
+    then reported before the first frame instead of being skipped and counted).
+    Output names are relative to the folder or glob root, so writers can mirror them.
+    """
+    entries = source if isinstance(source, list) else [source]
+    if not entries:
+        raise ConfigError("input.visual.source is an empty list: list at least one image, video or folder")
+    pairs: list[tuple[Path, str]] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ConfigError(
+                f"input.visual.source list entry {entry!r} is not a path: a list may only hold "
+                "file, folder or glob paths (use a single webcam index on its own)"
+            )
+        pairs.extend(_expand_one(entry, recursive))
+    seen: dict[str, Path] = {}
+    for path, name in pairs:
+        if name in seen and seen[name] != path:
+            raise ConfigError(
+                f"inputs '{seen[name]}' and '{path}' would both be written as '{name}': "
+                "list their common parent folder instead, or rename one"
+            )
+        seen[name] = path
+    unique = list(dict.fromkeys(pairs))
+    single = isinstance(source, str) and len(unique) == 1 and not _has_magic(source) \
+        and Path(source).expanduser().is_file()
+    return unique, single
+
+
+def _has_magic(text: str) -> bool:
+    return any(char in GLOB_CHARS for char in text)
+
+
+def _expand_one(entry: str, recursive: bool) -> list[tuple[Path, str]]:
+    path = Path(entry).expanduser()
+    if path.is_dir():
+        files = list_media(path, recursive)
+        if not files:
+            deeper = "" if recursive else " (set input.visual.recursive: true to look in sub-folders)"
+            raise MediaError(
+                f"folder '{path}' holds no images or videos{deeper}: supported are {supported_list()}"
+            )
+        return [(file, file.relative_to(path).as_posix()) for file in files]
+    if path.is_file():
+        if not is_media(path):
+            raise MediaError(f"'{path}' is not a supported image or video: use one of {supported_list()}")
+        return [(path, path.name)]
+    if _has_magic(entry):
+        root = _glob_root(path)
+        matches = sorted(
+            Path(found) for found in glob.glob(str(path), recursive=recursive or "**" in entry)
+        )
+        files = [found for found in matches if found.is_file() and is_media(found)]
+        if not files:
+            raise MediaError(
+                f"input.visual.source pattern '{entry}' matches no images or videos: "
+                f"check the pattern (supported are {supported_list()})"
+            )
+        return [(file, _relative_name(file, root)) for file in files]
+    raise ConfigError(
+        f"input.visual.source '{entry}' does not exist: give an existing image, video or folder, "
+        "a glob such as 'videos/*.mp4', a webcam index such as 0, or an http/rtsp URL"
+    )
+
+
+def _glob_root(pattern: Path) -> Path:
+    """The folder part of a glob before its first wildcard: output names start below it."""
+    parts = []
+    for part in pattern.parts:
+        if _has_magic(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def _relative_name(file: Path, root: Path) -> str:
+    try:
+        return file.relative_to(root).as_posix()
+    except ValueError:
+        return file.name
+
+
+# --------------------------------------------------------------------------- pixels
 
 
 def read_image(path: str | Path) -> np.ndarray | None:
@@ -57,3 +211,32 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return image
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def progress_bar(total: int | None, desc: str, unit: str, position: int = 0, leave: bool = True) -> Any:
+    """A tqdm bar on stderr, shown only when stderr is a terminal.
+
+    Piped or redirected output never gets carriage-return noise, and stdout is never
+    touched. A disabled bar costs next to nothing per update.
+    """
+    from tqdm import tqdm
+
+    columns = _stderr_columns()
+    return tqdm(
+        total=total or None, desc=desc, unit=unit, position=position, leave=leave,
+        file=sys.stderr, disable=columns is None,
+        dynamic_ncols=bool(columns), ncols=None if columns else 80,  # a terminal of unknown width
+    )
+
+
+def _stderr_columns() -> int | None:
+    """The width of the terminal stderr writes to (0 if unknown), or None if not a terminal."""
+    try:
+        if sys.stderr is None or not sys.stderr.isatty():
+            return None
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return None

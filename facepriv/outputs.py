@@ -32,7 +32,15 @@ class AtomicOutput:
         os.chmod(self.temp_path, 0o666 & ~_UMASK)
 
     def commit(self) -> Path:
+        """Rename the finished file into place, its data on disk first.
+
+        Without the fsync a power cut soon after the rename could leave an empty or
+        partial file under the final name, which is what this class exists to prevent.
+        """
+        with open(self.temp_path, "rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(self.temp_path, self.final_path)
+        _fsync_dir(self.final_path.parent)
         return self.final_path
 
     def discard(self) -> None:
@@ -62,3 +70,17 @@ def write_text_atomically(path: Path, text: str) -> Path:
     except BaseException:
         output.discard()
         raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)

@@ -34,7 +34,7 @@ def test_merge_order_defaults_then_run_config_then_node_config():
     )
     assert merged["min_size"] == 30
     assert merged["score_threshold"] == 0.8
-    assert merged["network_thresholds"] == [0.6, 0.7, 0.7]
+    assert merged["network_thresholds"] == [0.2, 0.2, 0.2]  # the default, untouched
 
 
 def test_nested_settings_merge_key_by_key():

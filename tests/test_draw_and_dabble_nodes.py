@@ -27,6 +27,7 @@ def frame(sample_video) -> np.ndarray:
 
 
 BOX = np.array([[0.4, 0.1, 0.6, 0.4]], dtype=np.float32)  # normalised x1, y1, x2, y2
+EXACT_BOX = {"mask_scale": 1.0, "mask_shape": "rectangle"}  # geometry has its own tests
 
 
 def _outside_unchanged(before: np.ndarray, after: np.ndarray, region) -> bool:
@@ -49,7 +50,7 @@ def test_pixel_regions_round_outwards_clip_and_drop_empty_boxes():
 
 def test_mosaic_hides_the_box_and_nothing_else(frame):
     before = frame.copy()
-    after = Mosaic().run({"img": frame, "bboxes": BOX})["img"]
+    after = Mosaic(**EXACT_BOX, mosaic_level=7).run({"img": frame, "bboxes": BOX})["img"]
     (x1, y1, x2, y2), = pixel_regions(BOX, frame.shape[1], frame.shape[0])
     assert _outside_unchanged(before, after, (x1, y1, x2, y2))
     patch = after[y1:y2, x1:x2].reshape(-1, 3)
@@ -58,14 +59,14 @@ def test_mosaic_hides_the_box_and_nothing_else(frame):
 
 
 def test_mosaic_level_sets_cells_per_side(frame):
-    after = Mosaic(mosaic_level=2).run({"img": frame.copy(), "bboxes": BOX})["img"]
+    after = Mosaic(**EXACT_BOX, mosaic_level=2).run({"img": frame.copy(), "bboxes": BOX})["img"]
     (x1, y1, x2, y2), = pixel_regions(BOX, frame.shape[1], frame.shape[0])
     assert len(np.unique(after[y1:y2, x1:x2].reshape(-1, 3), axis=0)) <= 4
 
 
 def test_blur_smooths_the_box_and_nothing_else(frame):
     before = frame.copy()
-    after = Blur().run({"img": frame, "bboxes": BOX})["img"]
+    after = Blur(**EXACT_BOX).run({"img": frame, "bboxes": BOX})["img"]
     region = pixel_regions(BOX, frame.shape[1], frame.shape[0])[0]
     x1, y1, x2, y2 = region
     assert _outside_unchanged(before, after, region)

@@ -110,5 +110,6 @@ def test_blur_kernel_follows_the_face_but_never_drops_below_the_peekingduck_key(
 def test_mosaic_cells_follow_the_hidden_region():
     image = np.random.default_rng(2).integers(0, 256, (100, 100, 3), dtype=np.uint8)
     whole = np.array([[0, 0, 1, 1]])
-    out = Mosaic(mosaic_level=4, mask_scale=1.0).run({"img": image, "bboxes": whole})["img"]
+    node = Mosaic(mosaic_level=4, mask_scale=1.0, mask_shape="rectangle")
+    out = node.run({"img": image, "bboxes": whole})["img"]
     assert len(np.unique(out.reshape(-1, 3), axis=0)) <= 16

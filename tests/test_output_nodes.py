@@ -9,13 +9,14 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import without_display_env
 
 from facepriv.errors import MediaError
 from facepriv.nodes.input.visual import Node as VisualInput
 from facepriv.nodes.output.csv_writer import Node as CsvWriter
 from facepriv.nodes.output.media_writer import Node as MediaWriter
 from facepriv.nodes.output.screen import check_display
+
+from conftest import without_display_env
 
 PHOTO = "images/fddb/2002_07_19_big_img_130.jpg"
 

@@ -1,8 +1,11 @@
-"""input.visual: frames from a webcam, image, video, folder or stream.
+"""input.visual: frames from a webcam, image, video, folder, glob, list of paths or stream.
 
 Everything that can be checked before the first frame is (the source exists, a single
-image decodes, a video or camera opens). Inside a folder, a file that cannot be read
-is logged, skipped and counted, and the run goes on.
+image decodes, a single video opens, a camera opens). When the source names several
+files, one that cannot be read is logged, skipped and counted, and the run goes on.
+Video files are decoded with PyAV (see ``facepriv.video``): each frame keeps its
+presentation time and is turned upright, and a damaged file never lets a half-decoded
+frame out.
 """
 
 from __future__ import annotations
@@ -12,23 +15,25 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facepriv import media
-from facepriv.errors import ConfigError, MediaError
+from facepriv.errors import MediaError
+from facepriv.media import FrameInfo, MediaItem
 from facepriv.node import AbstractNode
+from facepriv.video import MAX_SOURCE_FPS, DamagedVideo, UnreadableVideo, VideoReader, probe_video
 
-MAX_SOURCE_FPS = 240.0  # containers sometimes report nonsense such as 90000
+LIVE_TIME_BASE = Fraction(1, 1000)  # webcam frames are stamped in measured milliseconds
 
 
 @dataclass
 class Frame:
     image: np.ndarray
-    filename: str
-    fps: float
+    info: FrameInfo
 
 
 class Node(AbstractNode):
@@ -37,56 +42,33 @@ class Node(AbstractNode):
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self._capture: Any = None
-        self._is_live = False
+        self._live_name = ""
         self._items = self._resolve_source(self.source)
         self._last = ("", float(self.saved_video_fps))
+        self._bars: list[Any] = []
         frames = self._frames()
-        self._reader = _ThreadedReader(frames, self._is_live, self.buffering) if self.threading else None
-        self._frames_iter = self._reader if self._reader else frames
+        live = self._capture is not None
+        self._reader = _ThreadedReader(frames, live, self.buffering) if self.threading else None
+        self._frames_iter: Iterator[Frame] = self._reader if self._reader else frames
 
     # ------------------------------------------------------------------ source checks
-    def _resolve_source(self, source: int | str) -> list[Path]:
+    def _resolve_source(self, source: int | str | list[str]) -> list[tuple[Path, str]]:
         if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-            self._is_live = True
-            self._open_capture(int(source), f"webcam {source}")
+            self._open_capture(int(source), f"webcam {source}", "webcam")
             return []
-        if media.is_stream_url(source):
-            self._is_live = True
-            self._open_capture(source, f"stream {source}")
+        if isinstance(source, str) and media.is_stream_url(source):
+            self._open_capture(source, f"stream {source}", "stream")
             return []
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise ConfigError(
-                f"input.visual.source '{source}' does not exist: give an existing image, "
-                "video or folder, a webcam index such as 0, or an http/rtsp URL"
-            )
-        if path.is_dir():
-            items = media.list_media(path)
-            if not items:
-                raise MediaError(
-                    f"folder '{path}' holds no images or videos: supported are "
-                    f"{', '.join(media.IMAGE_EXTENSIONS + media.VIDEO_EXTENSIONS)}"
-                )
-            self._root = path
-            return items
-        if not (media.is_image(path) or media.is_video(path)):
-            raise MediaError(
-                f"'{path}' is not a supported image or video: use one of "
-                f"{', '.join(media.IMAGE_EXTENSIONS + media.VIDEO_EXTENSIONS)}"
-            )
-        if media.is_image(path) and media.read_image(path) is None:
-            raise MediaError(f"cannot read image '{path}': the file is damaged or not an image")
-        if media.is_video(path):
-            capture = _open_video(path)
-            if capture is None:
-                raise MediaError(
-                    f"cannot read video '{path}': the file is damaged or its codec is unsupported"
-                )
-            capture.release()
-        self._root = path.parent
-        return [path]
+        items, single = media.expand_sources(source, self.recursive)
+        if single:  # one file: its problems are errors, reported before the first frame
+            path = items[0][0]
+            if media.is_image(path) and media.read_image(path) is None:
+                raise MediaError(f"cannot read image '{path}': the file is damaged or not an image")
+            if media.is_video(path):
+                probe_video(path)
+        return items
 
-    def _open_capture(self, target: int | str, label: str) -> None:
+    def _open_capture(self, target: int | str, label: str, kind: str) -> None:
         import cv2
 
         capture = cv2.VideoCapture(target)
@@ -97,72 +79,98 @@ class Node(AbstractNode):
                 "program, or set input.visual.source to a file or folder"
             )
         self._capture = capture
+        self._live_name = f"{kind}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
 
     # ------------------------------------------------------------------ frame sources
     def _frames(self) -> Iterator[Frame]:
         if self._capture is not None:
             yield from self._live_frames()
             return
-        for path in self._items:
-            name = path.relative_to(self._root).as_posix()
-            if media.is_image(path):
-                image = media.read_image(path)
-                if image is None:
-                    self._skip(path, "the file is damaged or not an image")
-                    continue
-                yield Frame(image, name, float(self.saved_video_fps))
-            else:
-                yield from self._video_frames(path, name)
+        files = media.progress_bar(len(self._items), "files", "file") if len(self._items) > 1 else None
+        if files is not None:
+            self._bars.append(files)
+        try:
+            for path, name in self._items:
+                if media.is_image(path):
+                    image = media.read_image(path)
+                    if image is None:
+                        self._skip(MediaItem(path, name, "image"), "the file is damaged or not an image")
+                    else:
+                        item = MediaItem(path, name, "image", fps=float(self.saved_video_fps))
+                        yield Frame(image, FrameInfo(item, 0))
+                else:
+                    yield from self._video_frames(path, name, position=1 if files is not None else 0)
+                if files is not None:
+                    files.update()
+        finally:
+            if files is not None:
+                files.close()
 
     def _live_frames(self) -> Iterator[Frame]:
         import cv2
 
-        kind = "stream" if isinstance(self.source, str) and not self.source.isdigit() else "webcam"
-        name = f"{kind}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         fps = fps if 0 < fps <= MAX_SOURCE_FPS else float(self.saved_video_fps)
+        item = MediaItem(None, self._live_name, "live", fps=fps)
+        started = None
+        index = 0
         while True:
             ok, image = self._capture.read()
             if not ok:
                 return
-            yield Frame(image, name, fps)
+            # Measured capture times: the recording plays at real speed whatever the
+            # camera's nominal rate and however slow the pipeline was.
+            now = time.monotonic()
+            started = now if started is None else started
+            pts = round((now - started) / LIVE_TIME_BASE)
+            yield Frame(image, FrameInfo(item, index, pts, LIVE_TIME_BASE))
+            index += 1
 
-    def _video_frames(self, path: Path, name: str) -> Iterator[Frame]:
-        import cv2
-
-        capture = _open_video(path)
-        if capture is None:
-            self._skip(path, "the file is damaged or its codec is unsupported")
-            return
+    def _video_frames(self, path: Path, name: str, position: int) -> Iterator[Frame]:
         try:
-            fps = capture.get(cv2.CAP_PROP_FPS)
-            fps = fps if 0 < fps <= MAX_SOURCE_FPS else float(self.saved_video_fps)
-            total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            count = 0
-            while True:
-                ok, image = capture.read()
-                if not ok:
-                    break
+            reader = VideoReader(path)
+        except UnreadableVideo as err:
+            self._skip(MediaItem(path, name, "video"), err.reason)
+            return
+        item = MediaItem(
+            path, name, "video", fps=reader.fps or float(self.saved_video_fps),
+            frame_count=reader.frame_count,
+            sample_aspect_ratio=None if self.resize["do_resizing"] else reader.sample_aspect_ratio,
+            color_tags=reader.color_tags(),
+        )
+        bar = media.progress_bar(reader.frame_count, name, "frame", position=position, leave=position == 0)
+        self._bars.append(bar)
+        count = 0
+        try:
+            for decoded in reader.frames():
                 count += 1
+                bar.update()
                 if self.frames_log_freq and count % self.frames_log_freq == 0:
-                    done = f" of {total} ({100 * count // total}%)" if total > 0 else ""
+                    total = reader.frame_count
+                    done = f" of {total} ({min(100, 100 * count // total)}%)" if total > 0 else ""
                     self.logger.info("%s: %d frames read%s", name, count, done)
-                yield Frame(image, name, fps)
-            if count == 0:
-                self._skip(path, "no frame could be decoded")
+                info = FrameInfo(item, count - 1, decoded.pts, reader.time_base, decoded.duration)
+                yield Frame(decoded.image, info)
+        except DamagedVideo as err:
+            written = "; what was written for it is discarded" if count else ""
+            self._skip(item, f"{err}{written}: repair or re-export it")
         finally:
-            capture.release()
+            reader.close()
+            bar.close()
+            self._bars.remove(bar)
 
-    def _skip(self, path: Path, reason: str) -> None:
-        self.logger.error("skipping '%s': %s", path, reason)
-        self.failed_items.append(f"{path}: {reason}")
+    def _skip(self, item: MediaItem, reason: str) -> None:
+        item.failed = reason
+        self.logger.error("skipping '%s': %s", item.path, reason)
+        self.failed_items.append(f"{item.path}: {reason}")
 
     # ------------------------------------------------------------------ node contract
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
         frame = next(self._frames_iter, None)
         if frame is None:
             filename, fps = self._last
-            return {"img": None, "filename": filename, "pipeline_end": True, "saved_video_fps": fps}
+            return {"img": None, "filename": filename, "pipeline_end": True,
+                    "saved_video_fps": fps, "frame_info": None}
         image = media.to_bgr(frame.image)
         if self.resize["do_resizing"]:
             import cv2
@@ -170,30 +178,26 @@ class Node(AbstractNode):
             image = cv2.resize(image, (self.resize["width"], self.resize["height"]))
         if self.mirror_image:
             image = np.ascontiguousarray(image[:, ::-1])
-        self._last = (frame.filename, frame.fps)
+        item = frame.info.item
+        self._last = (item.name, item.fps)
         return {
             "img": image,
-            "filename": frame.filename,
+            "filename": item.name,
             "pipeline_end": False,
-            "saved_video_fps": frame.fps,
+            "saved_video_fps": item.fps,
+            "frame_info": frame.info,
         }
 
     def release(self, completed: bool = True) -> None:
         if self._reader is not None:
             self._reader.stop()
+        else:
+            self._frames_iter.close()  # type: ignore[attr-defined]  # closes an open video
+        for bar in list(self._bars):
+            bar.close()
         if self._capture is not None:
             self._capture.release()
             self._capture = None
-
-
-def _open_video(path: Path) -> Any:
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        capture.release()
-        return None
-    return capture
 
 
 class _ThreadedReader:
@@ -218,6 +222,7 @@ class _ThreadedReader:
                     return
                 self._put(frame)
         finally:
+            self._frames.close()  # type: ignore[attr-defined]  # runs the generator's cleanup here
             self._put(None)
 
     def _put(self, item: Frame | None) -> None:

@@ -1,100 +1,159 @@
 """output.media_writer: anonymised images and videos, written atomically.
 
-An image is written in the input's format; frames of a video go into one video file
-per input (an .mp4 for webcams and streams). Each output is written to a temporary file
-and renamed when complete, and an existing output is refused unless ``overwrite``.
+An image is written in the input's format, without metadata unless ``keep_metadata``.
+A video is encoded through PyAV (``facepriv.video_writer``): each frame keeps its
+source timestamp and the source's audio is copied unchanged. Outputs mirror the
+input's path below the source folder, are written to a temporary file renamed when
+complete, never replace their input, and replace an existing output only if
+``overwrite``. A video whose input turned out damaged part-way is discarded.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-import cv2
 import numpy as np
 
 from facepriv import media
 from facepriv.errors import MediaError
+from facepriv.image_metadata import encode_image
+from facepriv.media import FrameInfo, MediaItem
 from facepriv.node import AbstractNode
 from facepriv.outputs import AtomicOutput, ensure_writable_dir
+from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings
 
-FOURCC_BY_SUFFIX = {".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
-VIDEO_FALLBACK_SUFFIX = ".mp4"
+
+@dataclass
+class _OpenVideo:
+    key: Any  # the MediaItem (or, without frame_info, the filename) being written
+    item: MediaItem | None
+    output: AtomicOutput
+    writer: VideoWriter
 
 
 class Node(AbstractNode):
-    """Writes each frame it receives; closes a video when its filename changes or at the end."""
+    """Writes each frame it receives; closes a video when its input changes or at the end."""
 
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self._dir = ensure_writable_dir(Path(self.output_dir), "output.media_writer.output_dir")
-        self._video: cv2.VideoWriter | None = None
-        self._video_output: AtomicOutput | None = None
-        self._video_name: str | None = None
+        self._settings = EncoderSettings(
+            self.video_codec, self.crf, self.preset, self.container, self.keep_metadata
+        )
+        check_settings(self._settings)
+        self._video: _OpenVideo | None = None
         self.written: list[Path] = []
 
-    def _output_path(self, filename: str) -> Path:
-        path = self._dir / filename
-        if media.is_video(path) and path.suffix.lower() not in (".mp4", *FOURCC_BY_SUFFIX):
-            path = path.with_suffix(VIDEO_FALLBACK_SUFFIX)
-        if path.exists() and not self.overwrite:
-            raise MediaError(
-                f"output '{path}' already exists: delete it, choose another output_dir, "
-                "or set output.media_writer.overwrite: true"
-            )
-        return path
-
+    # ------------------------------------------------------------------ node contract
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        filename = inputs.get("filename") or "output.mp4"
         if inputs.get("pipeline_end"):
-            self._close_video(commit=True)
+            self._close_video(finished=True)
             return {}
-        image = inputs["img"]
-        if media.is_image(filename):
-            self._close_video(commit=True)
-            self._write_image(self._output_path(filename), image)
+        image: np.ndarray = inputs["img"]
+        info: FrameInfo | None = inputs.get("frame_info")
+        filename = info.item.name if info else (inputs.get("filename") or "output.mp4")
+        is_image = info.item.kind == "image" if info else media.is_image(filename)
+        if is_image:
+            self._close_video(finished=True)
+            self._write_image(filename, image, info.item.path if info else None)
+            return {}
+        key = info.item if info else filename
+        if self._video is None or self._video.key != key:
+            self._close_video(finished=True)
+            self._open_video(filename, image, info, float(inputs.get("saved_video_fps") or 10))
+        if info is not None:
+            self._video.writer.write(image, info.pts, info.duration)
         else:
-            if filename != self._video_name:
-                self._close_video(commit=True)
-                self._open_video(filename, image, float(inputs.get("saved_video_fps") or 10))
-            self._video.write(image)
+            self._video.writer.write(image)
         return {}
 
-    def _write_image(self, path: Path, image: np.ndarray) -> None:
+    def release(self, completed: bool = True) -> None:
+        # Stopped early (num_iter) but not interrupted: keep what was written, with the
+        # audio up to the last frame. Interrupted or failed: discard.
+        self._close_video(finished=False, keep=completed)
+
+    # ------------------------------------------------------------------ paths
+    def _output_path(self, name: str, source: Path | None) -> Path:
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts:  # never write outside output_dir
+            relative = PurePosixPath(relative.name)
+        path = self._dir / relative
+        if path.exists():
+            if source is not None and os.path.samefile(path, source):
+                raise MediaError(
+                    f"output '{path}' would replace its input: choose an output_dir outside "
+                    "the source folder"
+                )
+            if path in self.written:
+                raise MediaError(
+                    f"two inputs would both be written as '{path}' (say clip.avi and clip.mp4): "
+                    "rename one, or write them to different output_dirs"
+                )
+            if not self.overwrite:
+                raise MediaError(
+                    f"output '{path}' already exists: delete it, choose another output_dir, "
+                    "or set output.media_writer.overwrite: true"
+                )
+        return path
+
+    # ------------------------------------------------------------------ images
+    def _write_image(self, filename: str, image: np.ndarray, source: Path | None) -> None:
+        path = self._output_path(filename, source)
+        data = encode_image(image, path.suffix, source, self.keep_metadata)
         output = AtomicOutput(path)
         try:
-            ok, data = cv2.imencode(path.suffix, image)
-            if not ok:
-                raise MediaError(f"cannot encode '{path.name}' as {path.suffix}")
-            output.temp_path.write_bytes(data.tobytes())
+            output.temp_path.write_bytes(data)
             self.written.append(output.commit())
         except BaseException:
             output.discard()
             raise
 
-    def _open_video(self, filename: str, image: np.ndarray, fps: float) -> None:
-        path = self._output_path(filename)
-        fourcc = FOURCC_BY_SUFFIX.get(path.suffix.lower(), "mp4v")
-        output = AtomicOutput(path)
-        writer = cv2.VideoWriter(
-            str(output.temp_path), cv2.VideoWriter_fourcc(*fourcc), fps,
-            (image.shape[1], image.shape[0]),
+    # ------------------------------------------------------------------ videos
+    def _open_video(self, filename: str, image: np.ndarray, info: FrameInfo | None, fps: float) -> None:
+        item = info.item if info else None
+        source = item.path if item is not None and item.kind == "video" else None
+        path = self._output_path(
+            PurePosixPath(filename).with_suffix(self._settings.suffix).as_posix(), source
         )
-        if not writer.isOpened():
+        if info is not None and info.time_base is not None:
+            time_base, fps = info.time_base, item.fps or fps
+        else:  # no timestamps (a caller without input.visual): a constant rate
+            time_base = 1 / Fraction(fps).limit_denominator(1001)
+        output = AtomicOutput(path)
+        try:
+            writer = VideoWriter(
+                output.temp_path, self._settings, (image.shape[1], image.shape[0]),
+                time_base=time_base, fps=fps, source=source,
+                color_tags=item.color_tags if item is not None else None,
+                sample_aspect_ratio=item.sample_aspect_ratio if item is not None else None,
+            )
+        except BaseException as err:
             output.discard()
-            raise MediaError(f"cannot open a video writer for '{path}' ({fourcc} at {fps} fps)")
-        self._video, self._video_output, self._video_name = writer, output, filename
+            if isinstance(err, Exception) and not isinstance(err, MediaError):
+                raise MediaError(f"cannot write video '{path}' ({err}): check output.media_writer's "
+                                 "video_codec and container") from None
+            raise
+        self._video = _OpenVideo(info.item if info else filename, item, output, writer)
 
-    def _close_video(self, commit: bool) -> None:
-        if self._video is None:
+    def _close_video(self, finished: bool, keep: bool = True) -> None:
+        video, self._video = self._video, None
+        if video is None:
             return
-        self._video.release()
-        if commit:
-            self.written.append(self._video_output.commit())
-            self.logger.info("wrote %s", self._video_output.final_path)
-        else:
-            self._video_output.discard()
-        self._video = self._video_output = self._video_name = None
-
-    def release(self, completed: bool = True) -> None:
-        self._close_video(commit=completed)
+        failed = video.item.failed if video.item is not None else None
+        if not keep or failed:
+            video.writer.abort()
+            video.output.discard()
+            if failed:
+                self.logger.warning("no output for '%s': its input is damaged", video.item.name)
+            return
+        try:
+            video.writer.finish(whole_audio=finished)
+        except BaseException:
+            video.output.discard()
+            raise
+        self.written.append(video.output.commit())
+        self.logger.info("wrote %s (%d frames)", video.output.final_path, video.writer.frames)
