@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -102,3 +106,64 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
 def error_lines(stderr: str) -> list[str]:
     """stderr without log lines (``HH:MM:SS [LEVEL] name: msg``) and blank lines."""
     return [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
+
+
+def interrupt_run(config: Path, cwd: Path, after_line: str, on_line=None) -> tuple[int, str]:
+    """Start ``facepriv run``, press Ctrl-C once stderr shows ``after_line``.
+
+    ``on_line()`` is called just before the interrupt (to look at the output folder
+    mid-run). Returns the exit code and what stderr printed after the interrupt.
+    """
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facepriv", "run", "--config_path", str(config)],
+        stderr=subprocess.PIPE, text=True, cwd=cwd,
+    )
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if after_line in line:
+            break
+    assert any(after_line in line for line in seen), "".join(seen)
+    if on_line is not None:
+        on_line()
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    return process.wait(timeout=60), rest
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves byte ranges, as video players (and FFmpeg, for MP4 indexes) ask for them."""
+
+    def log_message(self, *args):
+        pass
+
+    def send_head(self):
+        header = self.headers.get("Range")
+        path = self.translate_path(self.path)
+        if not header or not header.startswith("bytes="):
+            return super().send_head()
+        data = open(path, "rb").read()  # noqa: SIM115 - small test file
+        start_text, _, end_text = header[6:].partition("-")
+        start = int(start_text or 0)
+        end = min(int(end_text) if end_text else len(data) - 1, len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        return io.BytesIO(data[start : end + 1])
+
+
+@pytest.fixture()
+def http_video_url(sample_video):
+    """Serve the sample clip over HTTP on the loopback interface."""
+    handler = functools.partial(RangeHandler, directory=str(sample_video.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{sample_video.name}"
+    server.shutdown()
+    server.server_close()

@@ -12,7 +12,6 @@ import fcntl
 import os
 import pty
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from pathlib import Path
 import cv2  # before PyAV: see facepriv.video.load_av
 import numpy as np
 import pytest
-from test_streams_and_interrupts import http_video_url  # noqa: F401  (a fixture)
 
 from facepriv.errors import ConfigError, MediaError
 from facepriv.media import FrameInfo, MediaItem
@@ -32,6 +30,8 @@ from facepriv.nodes.input.visual import Node as VisualInput
 from facepriv.nodes.output.media_writer import Node as MediaWriter
 from facepriv.runner import Pipeline
 from facepriv.video import load_av
+
+from conftest import interrupt_run
 
 av = load_av()
 
@@ -325,21 +325,13 @@ def test_ctrl_c_mid_video_leaves_no_output(videos_dir, tmp_path):
         f"nodes:\n- input.visual:\n    source: {videos_dir / 'egoblur_gen1_test_video.mp4'}\n"
         f"    frames_log_freq: 10\n- output.media_writer:\n    output_dir: {tmp_path / 'out'}\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facepriv", "run", "--config_path", str(config)],
-        stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )
-    lines = []
-    for line in process.stderr:
-        lines.append(line)
-        if "30 frames read" in line:
-            break
-    assert any("30 frames read" in line for line in lines), "".join(lines)
-    partial = list((tmp_path / "out").iterdir())
-    assert partial and all(p.name.startswith(".") and ".partial" in p.name for p in partial)
-    process.send_signal(signal.SIGINT)
-    rest = process.stderr.read()
-    assert process.wait(timeout=60) == 130, rest
+
+    def only_a_hidden_partial_exists():
+        partial = list((tmp_path / "out").iterdir())
+        assert partial and all(p.name.startswith(".") and ".partial" in p.name for p in partial)
+
+    code, rest = interrupt_run(config, tmp_path, "30 frames read", only_a_hidden_partial_exists)
+    assert code == 130, rest
     assert "interrupted" in rest and "Traceback" not in rest
     assert list((tmp_path / "out").iterdir()) == []
 
