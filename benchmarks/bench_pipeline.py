@@ -17,9 +17,10 @@ a busy machine slows them alike:
 Each variant's output size and PSNR against the source frames are printed too, since
 speed means little without them.
 
---full runs the whole anonymising pipeline (input.visual -> model.mtcnn ->
-draw.mosaic_bbox -> output.media_writer) on the clip for --full_frames frames and
-prints the time per node (the runner's RunSummary.node_seconds) and the peak RSS.
+--full runs the whole anonymising pipeline (input.visual -> model -> draw.mosaic_bbox ->
+output.media_writer) on the clip for --full_frames frames, once per model of --models
+(model.mtcnn and model.centerface by default), and prints the time per node (the
+runner's RunSummary.node_seconds) and the peak RSS.
 
     python benchmarks/bench_pipeline.py                 # I/O, 300 frames, 5 rounds
     python benchmarks/bench_pipeline.py --full          # whole pipeline, 30 frames
@@ -170,15 +171,14 @@ def bench_io(clip: Path, frames: int, rounds: int, work: Path) -> None:
 # --------------------------------------------------------------------------- the full pipeline
 
 
-def bench_full(clip: Path, frames: int, work: Path) -> None:
-    if not (REPO / "facepriv" / "nodes" / "model" / "mtcnn.py").exists():
-        sys.exit("--full needs model.mtcnn (facepriv/nodes/model/mtcnn.py), which is not installed here")
+def bench_full(clip: Path, frames: int, work: Path, model: str) -> None:
     from facepriv.api import build_nodes
     from facepriv.config import parse_run_config
 
+    print(f"\nmodel: {model}")
     config = parse_run_config({"nodes": [
         {"input.visual": {"source": str(clip), "frames_log_freq": 0}},
-        "model.mtcnn",
+        model,
         "draw.mosaic_bbox",
         {"output.media_writer": {"output_dir": str(work / "full"), "overwrite": True}},
     ]}, "bench")
@@ -204,7 +204,9 @@ def main() -> None:
     add("--clip", type=Path, help="video to use (default: a 1280x720 clip made from the sample)")
     add("--frames", type=int, default=300, help="frames per I/O run (default 300)")
     add("--rounds", type=int, default=5, help="interleaved rounds for the medians (default 5)")
-    add("--full", action="store_true", help="run the whole pipeline instead (needs model.mtcnn)")
+    add("--full", action="store_true", help="run the whole pipeline instead")
+    add("--models", nargs="+", default=["model.mtcnn", "model.centerface"],
+        help="model nodes for --full, one pipeline each (default: model.mtcnn model.centerface)")
     add("--full_frames", type=int, default=30, help="frames for --full (default 30)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -213,7 +215,8 @@ def main() -> None:
     try:
         clip = args.clip or make_clip(work / "wave_1280x720.mp4")
         if args.full:
-            bench_full(clip, args.full_frames, work)
+            for model in args.models:
+                bench_full(clip, args.full_frames, work, model)
         else:
             bench_io(clip, args.frames, args.rounds, work)
     finally:
