@@ -87,20 +87,23 @@ def hide_faces(
     height, width = image.shape[:2]
     order = np.argsort(-sizes[sizes > 0], kind="stable")
     faces, grown = valid[order], grow_boxes(valid[order], mask_scale)
-    original = image.copy()
-    done = np.zeros((height, width), dtype=bool)
+    jobs = []
     for face, box in zip(faces, grown, strict=True):
         regions = pixel_regions(box, width, height)
-        if not regions:
-            continue
-        x1, y1, x2, y2 = region = regions[0]
+        if regions:
+            x1, y1, x2, y2 = regions[0]
+            # Copied before any box is drawn: overlaps are hidden from original pixels.
+            jobs.append((face, box, regions[0], image[y1:y2, x1:x2].copy()))
+    done = np.zeros((height, width), dtype=bool)
+    for face, box, region, original in jobs:
+        x1, y1, x2, y2 = region
         take = ~done[y1:y2, x1:x2]
         if mask_shape == "ellipse":
             take &= _ellipse_mask(box, region, width, height)
         if not take.any():
             continue
         face_w, face_h = (face[2] - face[0]) * width, (face[3] - face[1]) * height
-        hidden = hide(original[y1:y2, x1:x2], face_w, face_h)
+        hidden = hide(original, face_w, face_h)
         image[y1:y2, x1:x2][take] = hidden[take]
         done[y1:y2, x1:x2] |= take
     return image
