@@ -22,7 +22,7 @@ import pytest
 
 from facepriv.errors import ConfigError
 from facepriv.evaluation.metrics import iou_matrix
-from facepriv.models import mtcnn_cascade
+from facepriv.models import mtcnn_cascade, mtcnn_layout
 from facepriv.nodes.model.mtcnn import Node
 
 STOCK_SETTINGS = dict(
@@ -44,6 +44,19 @@ def read(faces_dir: Path, entry: dict) -> np.ndarray:
     image = cv2.imread(str(faces_dir / entry["file"]))
     assert image is not None, entry["file"]
     return image
+
+
+def pnet_windows(cascade, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cascade's P-Net windows above threshold: level, regressed level-pixel box, score."""
+    height, width = image_bgr.shape[:2]
+    return cascade._pnet_windows(image_bgr, *cascade._canvas(height, width))[:3]
+
+
+def tf_resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The package's pyramid step: AREA resize of the normalised image."""
+    import tensorflow as tf
+
+    return tf.image.resize(image[None], (int(height), int(width)), method="area")
 
 
 def stock_faces(stock, image_bgr: np.ndarray) -> np.ndarray:
@@ -115,26 +128,95 @@ def test_boxes_match_the_mtcnn_package(node, stock, photos, stock_pyramid_cut_at
 
 
 @pytest.mark.slow
+def test_boxes_equal_the_package_to_a_thousandth_of_a_pixel(
+    node, stock, photos, stock_pyramid_cut_at_12_px
+):
+    """Same pyramid, same crops, same NMS: the boxes are the package's, not just close.
+
+    The package clips boxes to width - 1 and height - 1; ours to the full frame (an edge
+    face keeps its last pixel row masked), so ours are compared clipped the same way.
+    """
+    for entry, image in photos:
+        height, width = image.shape[:2]
+        ours = np.minimum(node.detect(image)[0], [width - 1, height - 1] * 2)
+        theirs = stock_faces(stock, image)
+        assert len(ours) == len(theirs), entry["file"]
+        by_position = np.lexsort(ours.T[::-1]), np.lexsort(theirs.T[::-1])
+        np.testing.assert_allclose(ours[by_position[0]], theirs[by_position[1]], rtol=0, atol=1e-3)
+
+
+@pytest.mark.slow
 def test_nms_equals_the_package_on_real_proposals(node, photos, monkeypatch):
     """Our vectorised NMS keeps exactly the package's boxes, on P-Net's raw windows."""
     from mtcnn.utils.bboxes import smart_nms_from_bboxes
 
     cascade = node.cascade
     entry, image = photos[0]
-    rgb = np.ascontiguousarray(image[:, :, ::-1])
-    height, width = rgb.shape[:2]
-    sizes = cascade._level_sizes(height, width, cascade.pyramid(height, width))
-    where, score, offsets = (t.numpy() for t in cascade._pnet(cascade._prepare(rgb), sizes))
-    corner = where[:, 2:0:-1] * 2.0  # the package's windows, regressed
-    boxes = np.concatenate([corner + 1, corner + 12], axis=1) + offsets * 11.0
-    scores = score.astype(np.float64)
+    level, boxes, scores = pnet_windows(cascade, image)
+    height, width = image.shape[:2]
+    boxes = boxes / cascade.layout(height, width).scales[level][:, None]  # in frame pixels
     assert len(boxes) > 100, "enough windows to make NMS non-trivial"
     table = np.column_stack([np.zeros(len(boxes)), boxes, scores])
-    for threshold, method, chunk in [(0.5, "union", 1 << 18), (0.7, "union", 7), (0.7, "min", 64)]:
+    cases = [(0.5, "union", 1 << 18, 0), (0.7, "union", 7, 0), (0.7, "min", 64, 0),
+             (0.5, "union", 0, 10_000), (0.7, "min", 0, 10_000)]  # sweep, then N x N matrix
+    for threshold, method, chunk, dense in cases:
         monkeypatch.setattr(mtcnn_cascade, "NMS_PAIRS", chunk)
+        monkeypatch.setattr(mtcnn_cascade, "NMS_DENSE", dense)
         keep = mtcnn_cascade._nms(boxes, scores, threshold, method)
         reference = smart_nms_from_bboxes(table, threshold, method=method, initial_sort=True)
         np.testing.assert_array_equal(table[keep], reference)
+
+
+@pytest.mark.slow
+def test_pnet_canvas_equals_the_package_level_by_level(node, stock, photos, videos_dir):
+    """P-Net over the packed canvas finds the windows the package's P-Net finds per level.
+
+    The frames have levels of odd width and height, whose last pool window the package pads
+    and the canvas masks (mtcnn_layout._odd_edges): their edge windows must agree too. The
+    pyramid levels are the package's bit for bit; only the convolutions' float rounding on
+    a larger tensor may differ.
+    """
+    cascade = node.cascade
+    pnet = stock.stages[0]._model  # the package's Keras P-Net with its weights
+    capture = cv2.VideoCapture(str(videos_dir / "egoblur_gen1_test_video.mp4"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 300)
+    ok, frame = capture.read()
+    assert ok
+    frames = [photos[0][1], photos[-1][1], cv2.resize(frame, (1280, 720))]
+    threshold = cascade.thresholds[0]
+    for image in frames:
+        height, width = image.shape[:2]
+        layout = cascade.layout(height, width)
+        assert (layout.sizes % 2).any(), "some level of odd size"
+        assert all(len(canvas.levels) for canvas in layout.canvases), "both canvases used"
+        level, boxes, scores = pnet_windows(cascade, image)
+        normalised = (cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float64) - 127.5) / 128
+        for i, (h, w) in enumerate(layout.sizes):
+            scaled = tf_resize_area(normalised, h, w)
+            offsets, probs = (t.numpy()[0] for t in pnet(scaled))
+            y, x = np.nonzero(probs[:, :, 1] > threshold)
+            theirs = np.column_stack([2 * x + 1, 2 * y + 1, 2 * x + 12, 2 * y + 12]) + offsets[y, x] * 11
+            ours = boxes[level == i]  # row-major within a level, as np.nonzero lists them
+            assert len(ours) == len(theirs), (image.shape, i)
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
+            np.testing.assert_allclose(scores[level == i], probs[y, x, 1], rtol=0, atol=1e-6)
+
+
+def test_layout_packs_every_level_once(node):
+    for height, width in [(41, 41), (60, 60), (240, 320), (720, 1280), (1080, 1920), (3000, 4000)]:
+        layout = node.cascade.layout(height, width)
+        first, second = layout.canvases
+        assert sorted([*first.levels, *second.levels]) == list(range(len(layout.scales)))
+        for canvas in layout.canvases:
+            cells = np.zeros(canvas.index.shape, int)
+            for level in canvas.levels:
+                (h, w), (y, x) = layout.sizes[level], layout.origins[level]
+                assert y % 2 == 0 and x % 2 == 0, "pool windows stay inside one level"
+                cells[y : y + h, x : x + w] += 1
+            assert cells.max() <= 1, "levels do not overlap"
+            if len(canvas.levels):
+                assert cells.size <= 1.3 * canvas.sizes.prod(axis=1).sum(), "little area is wasted"
+            assert canvas.valid.sum() == mtcnn_layout.pnet_cells(canvas.sizes).prod(axis=1).sum()
 
 
 # ------------------------------------------------------------------------ min_size bug
@@ -265,7 +347,7 @@ def test_weights_dir_with_the_package_files(node, one_face, tmp_path):
     for name in ("pnet.lz4", "rnet.lz4", "onet.lz4"):
         shutil.copy(package_weights / name, tmp_path / name)
     image, _ = one_face
-    copy = Node(weights_parent_dir=str(tmp_path))
+    copy = Node(weights_parent_dir=str(tmp_path), network_thresholds=[0.6, 0.7, 0.7])
     np.testing.assert_array_equal(copy.detect(image)[0], node.detect(image)[0])
 
     (tmp_path / "rnet.lz4").write_bytes(b"not a weights file")
@@ -280,11 +362,52 @@ def test_new_frame_sizes_do_not_retrace(node, one_face, caplog):
     node.detect(image)  # warm every graph
     warm = node.cascade.tracing_counts()
     with caplog.at_level(logging.WARNING):
-        for width, height in [(320, 240), (500, 333), (641, 479), (1000, 700), (257, 600)]:
+        for width, height in [(320, 240), (500, 333), (641, 479), (1000, 700), (257, 600), (13, 900)]:
             node.detect(cv2.resize(image, (width, height)))
         node.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32))
-    assert node.cascade.tracing_counts() == warm == (1, 1, 1, 1)
+        node.detect(cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)[5:, 3:])
+    assert node.cascade.tracing_counts() == warm == (1, 1, 1)
     assert not [r for r in caplog.records if "retrac" in r.getMessage().lower()]
+
+
+@pytest.mark.slow
+def test_rgb_and_bgr_entry_points_agree(node, one_face):
+    image, _ = one_face
+    boxes, scores = node.cascade.detect_bgr(image)
+    rgb_boxes, rgb_scores = node.cascade.detect(np.ascontiguousarray(image[:, :, ::-1]))
+    np.testing.assert_array_equal(boxes, rgb_boxes)
+    np.testing.assert_array_equal(scores, rgb_scores)
+
+
+@pytest.mark.slow
+def test_frame_without_faces_skips_rnet_and_onet(node, monkeypatch):
+    """A blank frame stops after P-Net: no window, so R-Net and O-Net never run."""
+
+    def must_not_run(*args):
+        raise AssertionError("R-Net or O-Net ran on a frame P-Net found nothing in")
+
+    monkeypatch.setattr(node.cascade, "_rnet", must_not_run)
+    monkeypatch.setattr(node.cascade, "_onet", must_not_run)
+    for frame in (np.full((720, 1280, 3), 128, np.uint8), np.zeros((480, 640, 3), np.uint8)):
+        boxes, scores = node.detect(frame)
+        assert boxes.shape == (0, 4) and scores.shape == (0,)
+
+
+@pytest.mark.slow
+def test_thread_counts_reach_tensorflow_and_late_changes_are_logged():
+    """In a fresh process the node's thread keys set TensorFlow's pools; a later node that
+    asks for other counts cannot change them and says so instead of failing."""
+    code = (
+        "import logging, tensorflow as tf; logging.basicConfig(level=logging.WARNING); "
+        "from facepriv.nodes.model.mtcnn import Node; Node(tf_inter_op_threads=3); "
+        "t = tf.config.threading; "
+        "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads()); "
+        "Node(tf_intra_op_threads=3)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "3"]
+    assert "tf_intra_op_threads=3 ignored" in result.stderr
 
 
 def test_importing_the_node_does_not_load_tensorflow():

@@ -3,68 +3,45 @@
 Why not ``mtcnn.MTCNN`` itself: mtcnn 1.0.0 counts its pyramid levels from ``min_dim / 12``
 and ignores ``min_face_size``, so with a minimum face of 40 px its last levels are smaller
 than P-Net's 12 px window and the whole frame fails (an exception, or silently no face at
-all). It also runs every network eagerly, one Keras call at a time.
+all). It also runs every network eagerly, one Keras call per level and per stage, with
+numpy/tensor conversions in between: most of its time is that overhead, not the networks.
 
 This cascade reproduces the package's algorithm step by step (normalisation, AREA pyramid,
-box regression, its NMS, square and crop conventions) so its detections agree with the
-package's, but it builds only the pyramid levels P-Net can read and runs each network as a
-graph whose input shapes are unknown, so a new frame size never retraces it.
+box regression, its NMS, square and crop conventions): its pyramid levels and crops are
+the package's bit for bit and its boxes match the package's within 0.001 px on the
+evaluation photos. It builds only the pyramid levels P-Net can read, packs them into one
+canvas so P-Net runs once per frame (``mtcnn_layout``), and runs each stage as one
+compiled graph whose input shapes are unknown, so a new frame size never retraces it
+(``mtcnn_graphs``).
 
 TensorFlow is imported when a cascade is built, never when this module is imported.
 """
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import os
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
+from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facepriv.errors import ConfigError
+from facepriv.models import mtcnn_graphs
+from facepriv.models.mtcnn_layout import CELL, Layout, build_layout, level_sizes, pyramid_scales
 
 WEIGHT_FILES = ("pnet.lz4", "rnet.lz4", "onet.lz4")
-CELL = 12  # P-Net's window, in pixels of a pyramid level
 STRIDE = 2  # P-Net's step between two windows
 # IoU limits of the package's NMS rounds: P-Net per level, P-Net across levels, R-Net, O-Net.
 NMS_PNET_LEVEL, NMS_PNET_ALL, NMS_RNET, NMS_ONET = 0.5, 0.7, 0.7, 0.7
-NMS_PAIRS = 1 << 18  # box pairs compared at once: bounds memory on crowded frames
+NMS_DENSE = 256  # up to this many boxes NMS compares every pair at once
+NMS_PAIRS = 1 << 18  # beyond, box pairs compared at once: bounds memory on crowded frames
+LAYOUTS_KEPT = 4  # canvas layouts cached, one per frame size: a video needs one
+LOGIT_SLACK = 1e-3  # the graph keeps cells a hair under the threshold; the exact test follows
 
 Boxes = np.ndarray  # N x 4 float64 pixel boxes x1, y1, x2, y2
-
-
-def _tensorflow() -> Any:
-    """Import TensorFlow on first use, without the C++ messages it prints while loading.
-
-    TensorFlow 2.21 writes oneDNN, CUDA-stub and cuInit lines straight to file
-    descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL says; a user would take them for errors.
-    Real import failures still surface as Python exceptions after stderr is restored.
-    """
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _native_stderr_silenced():
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()  # device probing prints the cuInit line
-    return tf
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 class MTCNNCascade:
@@ -73,7 +50,9 @@ class MTCNNCascade:
     ``min_size`` is the smallest face looked for (px), ``scale_factor`` the shrink between
     pyramid levels, ``thresholds`` the P-Net, R-Net and O-Net confidences a window needs to
     go on, ``weights_dir`` a folder with ``pnet.lz4``, ``rnet.lz4`` and ``onet.lz4``
-    (default: the weights inside the mtcnn package).
+    (default: the weights inside the mtcnn package). ``intra_op_threads`` and
+    ``inter_op_threads`` size TensorFlow's thread pools (0: TensorFlow's default); they
+    apply only if TensorFlow has not run anything yet in this process.
     """
 
     def __init__(
@@ -82,6 +61,8 @@ class MTCNNCascade:
         scale_factor: float = 0.709,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         weights_dir: str | os.PathLike[str] | None = None,
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 0,
     ) -> None:
         if min_size <= 0:
             raise ValueError(f"min_size must be positive, not {min_size}")
@@ -92,43 +73,47 @@ class MTCNNCascade:
         self.min_size = float(min_size)
         self.scale_factor = float(scale_factor)
         self.thresholds = tuple(float(t) for t in thresholds)
-        self._tf = tf = _tensorflow()
-        from mtcnn.network.onet import ONet
-        from mtcnn.network.pnet import PNet
-        from mtcnn.network.rnet import RNet
-
-        pnet, rnet, onet = (
-            _load_network(network, path)
-            for network, path in zip((PNet, RNet, ONet), _weight_paths(weights_dir), strict=True)
+        paths = _weight_paths(weights_dir)
+        self._tf = tf = mtcnn_graphs.tensorflow(intra_op_threads, inter_op_threads)
+        pnet, rnet, onet = mtcnn_graphs.load_weights(paths)
+        self._graphs = (
+            mtcnn_graphs.pnet_graph(tf, pnet),
+            mtcnn_graphs.crops_graph(tf, rnet, mtcnn_graphs.rnet_body, 24),
+            mtcnn_graphs.crops_graph(tf, onet, mtcnn_graphs.onet_body, 48),
         )
-        image_spec = tf.TensorSpec([None, None, None, 3], tf.float32)
-        self._pnet = _pyramid_through(tf, pnet, self.thresholds[0], image_spec)
-        self._rnet = _crops_through(tf, rnet, 24, image_spec)
-        self._onet = _crops_through(tf, onet, 48, image_spec)
-        # uint8 frames (the usual case) are normalised in a graph: 4x less data to copy.
-        self._prepare = tf.function(
-            lambda rgb: ((tf.cast(rgb, tf.float32) - 127.5) / 128.0)[None],
-            input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
+        # Their one concrete graph each, called directly: skips ~1 ms of argument binding.
+        self._pnet, self._rnet, self._onet = (g.get_concrete_function() for g in self._graphs)
+        self._margin = tf.constant(_logit(self.thresholds[0]) - LOGIT_SLACK, tf.float32)
+        # Frame size -> (layout, its arrays as tensors), or None when too small for a face.
+        self._layouts: OrderedDict[tuple[int, int], tuple[Layout, tuple[Any, ...]] | None] = (
+            OrderedDict()
         )
 
     # ------------------------------------------------------------------ public
     def detect(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Faces of one RGB (or grey, or RGBA) image: float32 boxes clipped to it, scores."""
-        rgb = _as_rgb(image_rgb)
-        height, width = rgb.shape[:2]
-        scales = self.pyramid(height, width)
-        if scales.size == 0:
+        image = np.asarray(image_rgb)
+        if image.ndim == 3 and image.shape[2] in (3, 4):
+            image = image[:, :, 2::-1]
+        return self.detect_bgr(image)
+
+    def detect_bgr(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Faces of one BGR (or grey, or BGRA) image, as OpenCV reads them: boxes, scores.
+
+        The graphs take BGR frames and swap channels on the (smaller) P-Net canvas and
+        crops, which saves a full-frame copy per frame.
+        """
+        frame = _as_bgr_uint8(image_bgr)
+        height, width = frame.shape[:2]
+        canvas = self._canvas(height, width)
+        if canvas is None:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        if rgb.dtype == np.uint8:
-            image = self._prepare(np.ascontiguousarray(rgb))
-        else:
-            image = self._tf.constant(_normalise(rgb)[None])
-        boxes, scores = self._propose(image, height, width, scales)
+        boxes, scores, normalised = self._propose(frame, *canvas)
         boxes, scores = self._refine(
-            self._rnet, image, boxes, self.thresholds[1], NMS_RNET, "union", square=True
+            self._rnet, normalised, boxes, self.thresholds[1], NMS_RNET, "union", square=True
         )
         boxes, scores = self._refine(
-            self._onet, image, boxes, self.thresholds[2], NMS_ONET, "min", square=False
+            self._onet, normalised, boxes, self.thresholds[2], NMS_ONET, "min", square=False
         )
         # Clip to the frame's full extent (not width - 1 like the package): an edge face
         # must not leave its last row or column of pixels unmasked.
@@ -137,55 +122,94 @@ class MTCNNCascade:
 
     def pyramid(self, height: int, width: int) -> np.ndarray:
         """Scales m * f**k (m = 12 / min_size) of the levels at least 12 px a side."""
-        base = CELL / self.min_size
-        if min(height, width) * base < CELL:
-            return np.zeros(0)
-        steps = np.log(CELL / (min(height, width) * base)) / np.log(self.scale_factor)
-        scales = base * self.scale_factor ** np.arange(int(steps) + 2)
-        return scales[self._level_sizes(height, width, scales).min(axis=1) >= CELL]
+        return pyramid_scales(height, width, self.min_size, self.scale_factor)
 
-    def tracing_counts(self) -> tuple[int, int, int, int]:
-        """How often each graph (normalise, P-, R-, O-Net) was traced: 1 each once warm."""
-        return tuple(  # type: ignore[return-value]
-            fn.experimental_get_tracing_count()
-            for fn in (self._prepare, self._pnet, self._rnet, self._onet)
-        )
+    def layout(self, height: int, width: int) -> Layout | None:
+        """The P-Net canvas of a frame size (None: too small for any face), cached."""
+        canvas = self._canvas(height, width)
+        return None if canvas is None else canvas[0]
+
+    def tracing_counts(self) -> tuple[int, int, int]:
+        """How often each graph (P-, R-, O-Net) was traced: 1 each, whatever the sizes."""
+        return tuple(g.experimental_get_tracing_count() for g in self._graphs)  # type: ignore[return-value]
+
+    def _canvas(self, height: int, width: int) -> tuple[Layout, tuple[Any, ...]] | None:
+        """The layout of a frame size and its P-Net graph inputs, built once per size."""
+        key = (height, width)
+        if key in self._layouts:
+            self._layouts.move_to_end(key)
+            return self._layouts[key]
+        layout = build_layout(height, width, self.min_size, self.scale_factor)
+        found = None
+        if layout is not None:
+            arrays = [a for c in layout.canvases for a in (c.sizes, c.index, c.edges, c.valid)]
+            found = (layout, tuple(self._tf.constant(a, dtype=a.dtype) for a in arrays))
+        self._layouts[key] = found
+        if len(self._layouts) > LAYOUTS_KEPT:
+            self._layouts.popitem(last=False)
+        return found
 
     # ------------------------------------------------------------------ stages
     @staticmethod
     def _level_sizes(height: int, width: int, scales: np.ndarray) -> np.ndarray:
-        """(height, width) of each level, truncated as the package's resize does."""
-        return (np.asarray([height, width]) * np.asarray(scales)[:, None]).astype(np.int32)
+        return level_sizes(height, width, scales)
+
+    def _pnet_windows(
+        self, frame: np.ndarray, layout: Layout, inputs: tuple[Any, ...]
+    ) -> tuple[np.ndarray, Boxes, np.ndarray, Any]:
+        """P-Net's windows above threshold: level, regressed level-pixel box, score; and the
+        normalised frame (a tensor) the later stages crop from.
+
+        Windows are sorted by level, then in row-major order within a level, as np.where
+        lists them in the package: its NMS breaks score ties by that order.
+        """
+        *found, normalised = self._pnet(frame, *inputs, self._margin)
+        found = [t.numpy() for t in found]
+        # Each canvas's cells, with their pyramid level, in one list.
+        cells = np.concatenate(found[0::3])
+        scores = np.concatenate(found[1::3])
+        offsets = np.concatenate(found[2::3])
+        level = np.concatenate([
+            canvas.level_of[c[:, 0], c[:, 1]] for canvas, c in zip(layout.canvases, found[0::3], strict=True)
+        ]).astype(np.intp)
+        passed = scores > self.thresholds[0]
+        cells, scores, offsets, level = cells[passed], scores[passed], offsets[passed], level[passed]
+        order = np.argsort(level, kind="stable")
+        cells, scores, offsets, level = cells[order], scores[order], offsets[order], level[order]
+        local = cells - layout.origins[level] // 2
+        # The package's window: (2x + 1, 2y + 1) to (2x + 12, 2y + 12), regressed by 11 px.
+        y, x = local[:, 0] * STRIDE, local[:, 1] * STRIDE
+        windows = np.stack([x + 1, y + 1, x + CELL, y + CELL], axis=1)
+        boxes = windows + offsets.astype(np.float64) * (CELL - 1)
+        return level, boxes, scores.astype(np.float64), normalised
 
     def _propose(
-        self, image: Any, height: int, width: int, scales: np.ndarray
-    ) -> tuple[Boxes, np.ndarray]:
+        self, frame: np.ndarray, layout: Layout, inputs: tuple[Any, ...]
+    ) -> tuple[Boxes, np.ndarray, Any]:
         """P-Net over the pyramid: regressed windows, NMS per level then across, squared."""
-        sizes = self._level_sizes(height, width, scales)
-        where, score, offsets = (t.numpy() for t in self._pnet(image, sizes))
-        # The package's window: (2x + 1, 2y + 1) to (2x + 12, 2y + 12), regressed by 11 px.
-        y, x = where[:, 1] * STRIDE, where[:, 2] * STRIDE
-        windows = np.stack([x + 1, y + 1, x + CELL, y + CELL], axis=1)
-        all_boxes = windows + offsets.astype(np.float64) * (CELL - 1)
-        all_scores = score.astype(np.float64)
-        bounds = np.searchsorted(where[:, 0], np.arange(len(scales) + 1))
+        level, all_boxes, all_scores, normalised = self._pnet_windows(frame, layout, inputs)
+        bounds = np.searchsorted(level, np.arange(len(layout.scales) + 1))
         found_boxes, found_scores = [], []
-        for level, scale in enumerate(scales):
-            boxes = all_boxes[bounds[level] : bounds[level + 1]]
-            scores = all_scores[bounds[level] : bounds[level + 1]]
+        for i, scale in enumerate(layout.scales):
+            boxes = all_boxes[bounds[i] : bounds[i + 1]]
+            scores = all_scores[bounds[i] : bounds[i + 1]]
+            if len(scores) == 0:
+                continue
             order = np.argsort(scores)[::-1]
             boxes, scores = boxes[order] / scale, scores[order]
             keep = _nms(boxes, scores, NMS_PNET_LEVEL, "union", presorted=True)
             found_boxes.append(boxes[keep])
             found_scores.append(scores[keep])
+        if not found_boxes:
+            return np.zeros((0, 4)), np.zeros(0), normalised
         boxes, scores = np.concatenate(found_boxes), np.concatenate(found_scores)
         keep = _nms(boxes, scores, NMS_PNET_ALL, "union")
-        return _square(boxes[keep]), scores[keep]
+        return _square(boxes[keep]), scores[keep], normalised
 
     def _refine(
         self,
-        network: Callable[[Any, Any], tuple[Any, Any]],
-        image: Any,
+        network: Any,
+        normalised: Any,
         boxes: Boxes,
         threshold: float,
         nms_threshold: float,
@@ -195,10 +219,13 @@ class MTCNNCascade:
         """R-Net or O-Net on every candidate at once: rescore, regress, filter, NMS."""
         if len(boxes) == 0:
             return boxes, np.zeros(0)
-        height, width = image.shape[1:3]
+        height, width = normalised.shape[:2]
         # The package's crop convention: coordinates over (height, width), y before x.
         crop_boxes = boxes[:, [1, 0, 3, 2]] / np.array([height, width, height, width])
-        offsets, scores = (t.numpy() for t in network(image, crop_boxes.astype(np.float32)))
+        # Padded to a few batch sizes: each new size costs oneDNN ~3 ms (and memory) to
+        # compile its kernels, and the candidate count changes from frame to frame.
+        padded = np.resize(crop_boxes.astype(np.float32), (_batch_size(len(boxes)), 4))
+        offsets, scores = (t.numpy()[: len(boxes)] for t in network(normalised, padded))
         sides = boxes[:, 2:4] - boxes[:, 0:2] + 1
         # float32 product, as the package multiplies a float32 tensor by these sizes.
         boxes = boxes + offsets * np.tile(sides, 2).astype(np.float32)
@@ -214,7 +241,11 @@ class MTCNNCascade:
 def _weight_paths(weights_dir: str | os.PathLike[str] | None) -> list[Path]:
     """The three weight files, or a ConfigError naming the missing one and the fix."""
     if weights_dir is None:
-        folder = Path(str(resources.files("mtcnn") / "assets" / "weights"))
+        # find_spec locates the package without importing it (and TensorFlow with it).
+        spec = importlib.util.find_spec("mtcnn")
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError("the mtcnn package is not installed: pip install mtcnn==1.0.0")
+        folder = Path(list(spec.submodule_search_locations)[0]) / "assets" / "weights"
         fix = "reinstall the mtcnn package (pip install --force-reinstall mtcnn==1.0.0)"
     else:
         folder = Path(weights_dir).expanduser()
@@ -229,97 +260,39 @@ def _weight_paths(weights_dir: str | os.PathLike[str] | None) -> list[Path]:
     return paths
 
 
-def _load_network(network: type, path: Path) -> Any:
-    """Build one of the package's Keras networks and load its joblib-pickled weights."""
-    import joblib
-
-    model = network()
-    model.build()
-    try:
-        model.set_weights(joblib.load(path))
-    except Exception as err:  # noqa: BLE001 - any unreadable or mismatched file
-        raise ConfigError(
-            f"cannot load MTCNN weights from {path} ({type(err).__name__}: {err}): "
-            f"use the {path.name} file shipped with mtcnn 1.0.0"
-        ) from err
-    return model
+def _batch_size(count: int) -> int:
+    """``count`` rounded up to 2-8, then multiples of 8 to 64, then of 32: 45 sizes up to
+    1,000 candidates, and little padding where O-Net's crops are costly."""
+    if count <= 8:
+        return max(count, 2)  # the graphs run the boxes in two non-empty halves
+    step = 8 if count <= 64 else 32
+    return -(-count // step) * step
 
 
-def _pyramid_through(tf: Any, pnet: Any, threshold: float, image_spec: Any) -> Any:
-    """A graph running P-Net over every pyramid level in one call.
+def _logit(probability: float) -> float:
+    """The face-minus-background logit margin P-Net's softmax turns into ``probability``."""
+    if probability <= 0.0:
+        return -np.inf
+    if probability >= 1.0:
+        return np.inf
+    return float(np.log(probability / (1.0 - probability)))
 
-    Takes the image and the (height, width) of each level; returns the windows above
-    ``threshold`` as (level, y, x) rows in level then row-major order (like np.where), their
-    scores and box offsets. One call per frame instead of one per level saves the per-call
-    overhead, and independent levels run side by side on the CPU's cores.
+
+def _as_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """HxW, HxWx1 (grey), HxWx3 and HxWx4 (alpha dropped) images as contiguous uint8 BGR.
+
+    Other dtypes are read as 0-255 intensities, as the package does, rounded and clipped.
     """
-    sizes_spec = tf.TensorSpec([None, 2], tf.int32)
-
-    @tf.function(input_signature=[image_spec, sizes_spec])
-    def run(image: Any, sizes: Any) -> tuple[Any, Any, Any]:
-        count = tf.shape(sizes)[0]
-        found = [
-            tf.TensorArray(dtype, size=count, infer_shape=False, element_shape=shape)
-            for dtype, shape in ((tf.int64, [None, 3]), (tf.float32, [None]), (tf.float32, [None, 4]))
-        ]
-
-        def level(i: Any, where_ta: Any, score_ta: Any, offsets_ta: Any) -> tuple[Any, ...]:
-            scaled = tf.image.resize(image, sizes[i], method="area")
-            offsets, probs = pnet(scaled, training=False)
-            score = probs[0, :, :, 1]
-            where = tf.where(score > threshold)
-            index = tf.fill([tf.shape(where)[0], 1], tf.cast(i, tf.int64))
-            return (
-                i + 1,
-                where_ta.write(i, tf.concat([index, where], axis=1)),
-                score_ta.write(i, tf.gather_nd(score, where)),
-                offsets_ta.write(i, tf.gather_nd(offsets[0], where)),
-            )
-
-        _, *found = tf.while_loop(
-            lambda i, *_: i < count, level, [tf.constant(0), *found], parallel_iterations=8
-        )
-        return tuple(ta.concat() for ta in found)
-
-    return run
-
-
-def _crops_through(tf: Any, network: Any, side: int, image_spec: Any) -> Any:
-    """A graph that crops every box out of the image at side x side and runs ``network``.
-
-    Returns (N x 4 box offsets, N face scores); all boxes of a stage go in one call.
-    """
-
-    @tf.function(input_signature=[image_spec, tf.TensorSpec([None, 4], tf.float32)])
-    def run(image: Any, boxes: Any) -> tuple[Any, Any]:
-        indices = tf.zeros(tf.shape(boxes)[:1], tf.int32)
-        crops = tf.image.crop_and_resize(image, boxes, indices, (side, side))
-        outputs = network(crops, training=False)
-        return outputs[0], outputs[-1][:, 1]
-
-    return run
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """Accept HxW, HxWx1 (grey), HxWx3 and HxWx4 (alpha dropped) images."""
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
         raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, not {image.shape}")
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     if image.shape[2] == 1:
-        return np.broadcast_to(image, (*image.shape[:2], 3))
-    return image[:, :, :3]
-
-
-def _normalise(rgb: np.ndarray) -> np.ndarray:
-    """(x - 127.5) / 128 into a fresh C-contiguous float32 array, for non-uint8 images."""
-    out = np.ascontiguousarray(rgb, dtype=np.float32)
-    if np.may_share_memory(out, rgb):
-        out = out.copy()
-    out -= 127.5
-    out *= 1.0 / 128.0  # exact: a power of two
-    return out
+        image = np.broadcast_to(image, (*image.shape[:2], 3))
+    return np.ascontiguousarray(image[:, :, :3])
 
 
 def _square(boxes: Boxes) -> Boxes:
@@ -337,13 +310,16 @@ def _nms(
 
     Not greedy NMS: a box is dropped when ANY higher-scored box, kept or not, overlaps it
     by more than ``threshold`` (IoU for "union", intersection over the smaller area for
-    "min"); reproduced as is so results match the package. Only pairs whose x ranges
-    overlap can intersect, so pairs come from a sweep over boxes sorted by x1 instead of
-    the package's N x N matrix, in bounded chunks.
+    "min"); reproduced as is so results match the package. Up to NMS_DENSE boxes the
+    package's N x N matrix is cheapest; beyond, only pairs whose x ranges overlap can
+    intersect, so pairs come from a sweep over boxes sorted by x1, in bounded chunks.
     """
     order = np.arange(len(scores)) if presorted else np.argsort(scores)[::-1]
     boxes = boxes[order]  # a box's index is now its rank
     count = len(boxes)
+    if count <= NMS_DENSE:
+        hit = _overlap(boxes[:, None], boxes[None], method) > threshold
+        return order[~np.triu(hit, 1).any(axis=0)]
     by_x = np.argsort(boxes[:, 0], kind="stable")
     x1_sorted = boxes[by_x, 0]
     # Sorted position p pairs with positions p+1 .. ends[p]-1, those starting before it ends.
@@ -363,11 +339,11 @@ def _nms(
 
 
 def _overlap(a: Boxes, b: Boxes, method: str) -> np.ndarray:
-    """Pairwise overlap of rows a[i], b[i], with the package's formulas (no +1 in areas)."""
-    span = np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2])
-    inter = np.maximum(span[:, 0], 0) * np.maximum(span[:, 1], 0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    """Overlap of boxes a[...] and b[...] (broadcast), with the package's formulas (no +1)."""
+    span = np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2])
+    inter = np.maximum(span[..., 0], 0) * np.maximum(span[..., 1], 0)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
     with np.errstate(divide="ignore", invalid="ignore"):
         if method == "union":
             return inter / (area_a + area_b - inter)

@@ -9,6 +9,9 @@ Settings (see ``mtcnn.yml``):
 * ``score_threshold``: final confidence a face needs to be reported.
 * ``weights_parent_dir``: a folder with ``pnet.lz4``, ``rnet.lz4`` and ``onet.lz4``;
   empty uses the weights inside the installed mtcnn package.
+* ``tf_intra_op_threads``, ``tf_inter_op_threads``: TensorFlow's thread pools (0 = its
+  default). They can only be set before TensorFlow runs anything in the process; a later
+  node asking for other counts logs a warning and runs with the existing ones.
 
 Outputs ``bboxes`` (normalised x1, y1, x2, y2), ``bbox_labels`` ("face") and
 ``bbox_scores``. TensorFlow is loaded when the node is built, not when it is imported.
@@ -34,18 +37,12 @@ class Node(FaceDetectorNode):
             scale_factor=self.scale_factor,
             thresholds=tuple(self.network_thresholds),
             weights_dir=self.weights_parent_dir,
+            intra_op_threads=self.tf_intra_op_threads,
+            inter_op_threads=self.tf_inter_op_threads,
         )
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel boxes and scores of the faces scoring at least ``score_threshold``."""
-        boxes, scores = self.cascade.detect(_bgr_to_rgb(image_bgr))
+        boxes, scores = self.cascade.detect_bgr(image_bgr)
         keep = scores >= self.score_threshold
         return boxes[keep], scores[keep]
-
-
-def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
-    """BGR or BGRA to RGB as a view (the cascade copies it anyway); grey passes as is."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] >= 3:
-        return image[:, :, 2::-1]
-    return image

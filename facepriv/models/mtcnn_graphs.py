@@ -1,0 +1,262 @@
+"""TensorFlow side of the MTCNN cascade: P-Net, R-Net and O-Net as compiled graphs.
+
+The networks are rebuilt from the mtcnn package's Keras models with their weights folded in
+as constants, so each stage is one graph call per frame with no Keras dispatch, and every
+graph takes inputs of unknown size, so new frame sizes never retrace. Each graph holds two
+independent halves (two P-Net canvases, two halves of the crops) that TensorFlow's two
+inter-op threads run on both cores. The arithmetic is the Keras layers', reordered only
+where that is exact: PReLU as max(x, a*x) with a*x a diagonal 1 x 1 convolution (2 cheap
+passes instead of 5), slopes > 1 applied after the max-pool they commute with; the box and
+class heads are one product (box offsets may differ in their last bit), O-Net's landmark
+head is skipped. On the evaluation photos P-Net's scores equal the package's bit for bit.
+
+TensorFlow is imported on first use, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facepriv.errors import ConfigError
+
+LOGGER = logging.getLogger("facepriv.model.mtcnn")
+Weights = dict[str, list[np.ndarray]]
+
+
+def tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0) -> Any:
+    """Import TensorFlow quietly and set its thread pools (0 keeps TensorFlow's choice).
+
+    TensorFlow 2.21 writes oneDNN, CUDA-stub and cuInit lines straight to file
+    descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL says; a user would take them for errors.
+    Thread counts can only change before TensorFlow runs its first operation: later
+    requests that differ are logged and ignored rather than failing the node.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with _native_stderr_silenced():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device probing prints the cuInit line
+    tf = sys.modules["tensorflow"]
+    threading = tf.config.threading
+    for want, get, put, name in (
+        (intra_op_threads, threading.get_intra_op_parallelism_threads,
+         threading.set_intra_op_parallelism_threads, "tf_intra_op_threads"),
+        (inter_op_threads, threading.get_inter_op_parallelism_threads,
+         threading.set_inter_op_parallelism_threads, "tf_inter_op_threads"),
+    ):
+        if want and get() != want:
+            try:
+                put(want)
+            except RuntimeError:
+                LOGGER.warning(
+                    "%s=%d ignored: TensorFlow was already running with %d (0 = its default); "
+                    "thread counts must be set before the first TensorFlow operation",
+                    name, want, get(),
+                )
+    return tf
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# ---------------------------------------------------------------------- weights
+def load_weights(paths: list[Path]) -> list[Weights]:
+    """Layer name -> arrays for P-Net, R-Net and O-Net, read through the package's models.
+
+    Going through the package's own Keras classes checks the files' shapes the same way the
+    package does; a missing or unreadable file is a ConfigError that names it.
+    """
+    import joblib
+    from mtcnn.network.onet import ONet
+    from mtcnn.network.pnet import PNet
+    from mtcnn.network.rnet import RNet
+
+    found = []
+    for network, path in zip((PNet, RNet, ONet), paths, strict=True):
+        model = network()
+        model.build()
+        try:
+            model.set_weights(joblib.load(path))
+        except Exception as err:  # noqa: BLE001 - any unreadable or mismatched file
+            raise ConfigError(
+                f"cannot load MTCNN weights from {path} ({type(err).__name__}: {err}): "
+                f"use the {path.name} file shipped with mtcnn 1.0.0"
+            ) from err
+        found.append({layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers})
+    return found
+
+
+class _Layers:
+    """The networks' building blocks with weights as graph constants."""
+
+    def __init__(self, tf: Any, weights: Weights) -> None:
+        self.tf, self.w = tf, weights
+
+    def conv(self, x: Any, name: str) -> Any:
+        kernel, bias = self.w[name]
+        return self.tf.nn.bias_add(self.tf.nn.conv2d(x, kernel, 1, "VALID"), bias)
+
+    def dense(self, x: Any, *names: str) -> Any:
+        """One product for several dense heads side by side (one pass instead of several)."""
+        kernel = np.concatenate([self.w[n][0] for n in names], axis=-1)
+        bias = np.concatenate([self.w[n][1] for n in names])
+        if kernel.ndim == 4:
+            return self.tf.nn.bias_add(self.tf.nn.conv2d(x, kernel, 1, "VALID"), bias)
+        return self.tf.nn.bias_add(self.tf.matmul(x, kernel), bias)
+
+    def _scaled(self, x: Any, scale: np.ndarray) -> Any:
+        """x times a per-channel scale, as a diagonal 1 x 1 convolution.
+
+        Exact (one non-zero product per output) and 2-4x faster than a broadcast multiply
+        on this CPU, which made PReLU cost more than the convolutions around it.
+        """
+        if x.shape.rank == 2:
+            return x * scale
+        return self.tf.nn.conv2d(x, np.diag(scale).astype(np.float32)[None, None], 1, "VALID")
+
+    def prelu(self, x: Any, name: str) -> Any:
+        """Keras's PReLU, bit for bit, for slopes a <= 1: max(x, a*x)."""
+        alpha = self.w[name][0].reshape(-1)
+        assert alpha.max() <= 1.0, f"{name}: slopes > 1 need prelu_pool"
+        return self.tf.maximum(x, self._scaled(x, alpha))
+
+    def prelu_pool(self, x: Any, name: str, size: int, padding: str, edges: Any = None) -> Any:
+        """PReLU then a stride-2 max-pool, bit for bit.
+
+        max(x, a*x) is PReLU for slopes a <= 1. Channels with a > 1 pass unchanged: their
+        PReLU, min(x, a*x), is increasing, so it commutes with the max-pool and runs after
+        it, on a 4x smaller tensor. ``edges`` lists (y, x) positions the pool must ignore.
+        """
+        tf = self.tf
+        alpha = self.w[name][0].reshape(-1)
+        x = tf.maximum(x, self._scaled(x, np.minimum(alpha, 1.0)))
+        if edges is not None:
+            hidden = tf.fill([tf.shape(edges)[0], x.shape[-1]], -np.inf)
+            x = tf.tensor_scatter_nd_update(x[0], edges, hidden)[None]
+        x = tf.nn.max_pool2d(x, size, 2, padding)
+        if alpha.max() > 1.0:
+            x = tf.minimum(x, self._scaled(x, np.maximum(alpha, 1.0)))
+        return x
+
+
+# ---------------------------------------------------------------------- P-Net
+def pnet_graph(tf: Any, weights: Weights) -> Any:
+    """One call per frame: AREA pyramid, levels packed in two canvases, P-Net, threshold.
+
+    Inputs: the uint8 BGR frame; for each canvas (see ``mtcnn_layout``) its levels'
+    (height, width), its index map (the flat level pixel each canvas pixel shows; any pixel
+    in the gaps), the conv1 outputs past odd level edges (``mtcnn_layout._odd_edges``) and
+    the output cells that belong to a level; and the face logit margin. The two canvases
+    share no data, so with inter-op threads they run on two cores at once; the second may
+    hold no level. Cells whose window reaches past their level are computed and ignored.
+    Returns, per canvas, the cells whose face-minus-background logit beats the margin,
+    their face scores and box offsets; then the normalised frame, for the crops.
+    """
+    nn = _Layers(tf, weights)
+    spec = tf.TensorSpec
+    canvas_spec = [spec([None, 2], tf.int32), spec([None, None], tf.int32),
+                   spec([None, 2], tf.int32), spec([None, None], tf.bool)]
+
+    def branch(image: Any, sizes: Any, index: Any, edges: Any, valid: Any, margin: Any) -> Any:
+        count = tf.shape(sizes)[0]
+
+        def level(i: Any, found: Any) -> tuple[Any, Any]:
+            scaled = tf.image.resize(image, sizes[i], method="area")
+            return i + 1, found.write(i, tf.reshape(scaled, [-1, 3]))
+
+        levels = tf.TensorArray(tf.float32, size=count, infer_shape=False, element_shape=[None, 3])
+        _, levels = tf.while_loop(lambda i, _: i < count, level, [0, levels], parallel_iterations=4)
+        # Frames come BGR, as OpenCV reads them; the networks want RGB.
+        canvas = tf.reverse(tf.gather(levels.concat(), index), [2])[None]
+
+        x = nn.prelu_pool(nn.conv(canvas, "conv1"), "prelu1", 2, "SAME", edges)
+        x = nn.prelu(nn.conv(x, "conv2"), "prelu2")
+        x = nn.prelu(nn.conv(x, "conv3"), "prelu3")
+        heads = nn.dense(x, "conv4-1", "conv4-2")[0]  # H x W x (4 offsets, 2 logits)
+        cells = tf.where(tf.logical_and(heads[:, :, 5] - heads[:, :, 4] > margin, valid))
+        picked = tf.gather_nd(heads, cells)
+        return cells, tf.nn.softmax(picked[:, 4:])[:, 1], picked[:, :4]
+
+    def nothing() -> tuple[Any, Any, Any]:
+        return tf.zeros([0, 2], tf.int64), tf.zeros([0]), tf.zeros([0, 4])
+
+    @tf.function(autograph=False, input_signature=[
+        spec([None, None, 3], tf.uint8), *canvas_spec, *canvas_spec, spec([], tf.float32),
+    ])
+    def run(frame: Any, *args: Any) -> Any:
+        # Normalised before the pyramid, as the package does: its levels, bit for bit.
+        normalised = tf.cast(frame, tf.float32) * (1 / 128) - (127.5 / 128)
+        image, first, second, margin = normalised[None], args[:4], args[4:8], args[8]
+        found = branch(image, *first, margin)
+        found += tf.cond(
+            tf.shape(second[0])[0] > 0, lambda: branch(image, *second, margin), nothing
+        )
+        return (*found, normalised)
+
+    return run
+
+
+# ---------------------------------------------------------------------- R-Net, O-Net
+def rnet_body(nn: _Layers, x: Any) -> Any:
+    x = nn.prelu_pool(nn.conv(x, "conv1"), "prelu1", 3, "SAME")
+    x = nn.prelu_pool(nn.conv(x, "conv2"), "prelu2", 3, "VALID")
+    x = nn.prelu(nn.conv(x, "conv3"), "prelu3")
+    x = nn.tf.reshape(nn.tf.transpose(x, [0, 2, 1, 3]), [-1, 576])  # Keras Permute + Flatten
+    x = nn.prelu(nn.dense(x, "fc4"), "prelu4")
+    return nn.dense(x, "fc5-1", "fc5-2")
+
+
+def onet_body(nn: _Layers, x: Any) -> Any:
+    x = nn.prelu_pool(nn.conv(x, "conv1"), "prelu1", 3, "SAME")
+    x = nn.prelu_pool(nn.conv(x, "conv2"), "prelu2", 3, "VALID")
+    x = nn.prelu_pool(nn.conv(x, "conv3"), "prelu3", 2, "SAME")
+    x = nn.prelu(nn.conv(x, "conv4"), "prelu4")
+    x = nn.tf.reshape(nn.tf.transpose(x, [0, 2, 1, 3]), [-1, 1152])
+    x = nn.prelu(nn.dense(x, "fc5"), "prelu5")
+    return nn.dense(x, "fc6-1", "fc6-3")  # box offsets and class logits; landmarks unused
+
+
+def crops_graph(tf: Any, weights: Weights, body: Any, side: int) -> Any:
+    """One call per stage: crop every box at side x side from the normalised BGR frame, run
+    the net: the package's crops, bit for bit (channels swapped after cropping).
+
+    Boxes are (y1, x1, y2, x2) over (height, width), the package's crop convention; at
+    least 2 of them. They go through in two halves that share no data, so with inter-op
+    threads the halves run on two cores at once. Returns (N x 4 box offsets, N scores).
+    """
+    nn = _Layers(tf, weights)
+
+    def half(normalised: Any, boxes: Any) -> tuple[Any, Any]:
+        indices = tf.zeros(tf.shape(boxes)[:1], tf.int32)
+        crops = tf.image.crop_and_resize(normalised[None], boxes, indices, (side, side))
+        heads = body(nn, tf.reverse(crops, [3]))
+        return heads[:, :4], tf.nn.softmax(heads[:, 4:])[:, 1]
+
+    @tf.function(autograph=False, input_signature=[
+        tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32),
+    ])
+    def run(normalised: Any, boxes: Any) -> tuple[Any, Any]:
+        middle = tf.shape(boxes)[0] // 2
+        first, second = half(normalised, boxes[:middle]), half(normalised, boxes[middle:])
+        return tf.concat([first[0], second[0]], 0), tf.concat([first[1], second[1]], 0)
+
+    return run
