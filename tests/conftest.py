@@ -167,3 +167,23 @@ def http_video_url(sample_video):
     yield f"http://127.0.0.1:{server.server_address[1]}/{sample_video.name}"
     server.shutdown()
     server.server_close()
+
+
+def boxes_matched(a, b, threshold: float = 0.3):
+    """For each box of ``a``: does some box of ``b`` overlap it with IoU >= threshold?"""
+    import numpy as np
+
+    from facepriv.evaluation.metrics import iou_matrix
+
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(len(a), dtype=bool)
+    return iou_matrix(a, b).max(axis=1) >= threshold
+
+
+def read_photo(faces_dir: Path, entry: dict):
+    """An annotated photo of ../shared/data/faces as a BGR array."""
+    import cv2
+
+    image = cv2.imread(str(faces_dir / entry["file"]))
+    assert image is not None, entry["file"]
+    return image

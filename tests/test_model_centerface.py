@@ -17,9 +17,11 @@ import pytest
 
 from facepriv.config import resolve_node_config
 from facepriv.errors import ConfigError
-from facepriv.evaluation.metrics import iou_matrix
 from facepriv.models import centerface as model
 from facepriv.nodes.model.centerface import Node
+
+from conftest import boxes_matched as found
+from conftest import read_photo as read
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "privacy_centerface.yml"
@@ -27,17 +29,6 @@ CROWD_PHOTO = "images/wider_val/0_Parade_marchingband_1_765.jpg"  # 111 faces un
 
 
 # ------------------------------------------------------------------------ helpers
-def found(faces: np.ndarray, boxes: np.ndarray, threshold: float = 0.3) -> np.ndarray:
-    """For each face: does some box overlap it with IoU >= threshold?"""
-    if len(faces) == 0 or len(boxes) == 0:
-        return np.zeros(len(faces), dtype=bool)
-    return iou_matrix(faces, boxes).max(axis=1) >= threshold
-
-
-def read(faces_dir: Path, entry: dict) -> np.ndarray:
-    image = cv2.imread(str(faces_dir / entry["file"]))
-    assert image is not None, entry["file"]
-    return image
 
 
 def weights_or_skip() -> Path:

@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 
 from facepriv.errors import ConfigError
-from facepriv.evaluation.metrics import iou_matrix
 from facepriv.models import mtcnn_cascade, mtcnn_layout
 from facepriv.nodes.model.mtcnn import Node
+
+from conftest import boxes_matched as matched
+from conftest import read_photo as read
 
 STOCK_SETTINGS = dict(
     min_face_size=40, scale_factor=0.709, threshold_pnet=0.6, threshold_rnet=0.7,
@@ -33,17 +35,6 @@ GROUP_PHOTO = "images/wider_val/12_Group_Group_12_Group_Group_12_728.jpg"
 
 
 # ------------------------------------------------------------------------ helpers
-def matched(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
-    """For each box of a: does some box of b overlap it with IoU >= threshold?"""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros(len(a), dtype=bool)
-    return iou_matrix(a, b).max(axis=1) >= threshold
-
-
-def read(faces_dir: Path, entry: dict) -> np.ndarray:
-    image = cv2.imread(str(faces_dir / entry["file"]))
-    assert image is not None, entry["file"]
-    return image
 
 
 def pnet_windows(cascade, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
