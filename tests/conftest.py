@@ -187,3 +187,13 @@ def read_photo(faces_dir: Path, entry: dict):
     image = cv2.imread(str(faces_dir / entry["file"]))
     assert image is not None, entry["file"]
     return image
+
+
+def assert_detects_nothing_cleanly(node, frame) -> None:
+    """A detector node given ``frame`` reports no face and did not fall back to masking
+    the whole frame (which it does when detection raises)."""
+    failed = node.frames_failed
+    out = node.run({"img": frame})
+    assert node.frames_failed == failed
+    assert out["bboxes"].shape == (0, 4)
+    assert len(out["bbox_labels"]) == len(out["bbox_scores"]) == 0

@@ -20,6 +20,7 @@ from facepriv.errors import ConfigError
 from facepriv.models import centerface as model
 from facepriv.nodes.model.centerface import Node
 
+from conftest import assert_detects_nothing_cleanly
 from conftest import boxes_matched as found
 from conftest import read_photo as read
 
@@ -192,11 +193,7 @@ def test_clips_of_other_cameras(node, videos_dir):
 def test_tiny_frames(node, one_face, shape):
     image, _ = one_face
     frame = np.ascontiguousarray(image[: shape[0], : shape[1]])
-    failed = node.frames_failed
-    out = node.run({"img": frame})
-    assert node.frames_failed == failed
-    assert out["bboxes"].shape == (0, 4)
-    assert len(out["bbox_labels"]) == len(out["bbox_scores"]) == 0
+    assert_detects_nothing_cleanly(node, frame)
 
 
 def test_grey_bgra_and_strided_frames(node, one_face):

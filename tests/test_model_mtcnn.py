@@ -24,6 +24,7 @@ from facepriv.errors import ConfigError
 from facepriv.models import mtcnn_cascade, mtcnn_layout
 from facepriv.nodes.model.mtcnn import Node
 
+from conftest import assert_detects_nothing_cleanly
 from conftest import boxes_matched as matched
 from conftest import read_photo as read
 
@@ -248,11 +249,7 @@ def test_pyramid_levels_are_all_readable(node):
 def test_frames_too_small_for_any_face(node, one_face, shape):
     image, _ = one_face
     frame = np.ascontiguousarray(image[: shape[0], : shape[1]])
-    failed = node.frames_failed
-    out = node.run({"img": frame})
-    assert node.frames_failed == failed
-    assert out["bboxes"].shape == (0, 4)
-    assert len(out["bbox_labels"]) == len(out["bbox_scores"]) == 0
+    assert_detects_nothing_cleanly(node, frame)
 
 
 @pytest.mark.slow
