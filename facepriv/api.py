@@ -56,6 +56,8 @@ def build_nodes(
         for node in nodes:
             node.release(completed=False)
         raise
+    for node in nodes:
+        node.run_settings = settings
     return nodes
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -77,6 +78,9 @@ class MediaItem:
     sample_aspect_ratio: Fraction | None = None
     color_tags: dict[str, Any] = field(default_factory=dict)  # colourspace etc. for the encoder
     failed: str | None = None
+    # Decodes the file again, yielding (pts, frame) exactly as the reader first handed them
+    # on: lets a node look at a whole video before rendering it without holding its frames.
+    replay: Callable[[], Iterator[tuple[int | None, Any]]] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

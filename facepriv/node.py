@@ -32,11 +32,20 @@ class AbstractNode:
         # Problems that did not stop the run (for example an unreadable file in a
         # folder); the run reports them and exits non-zero.
         self.failed_items: list[str] = []
+        # Every node's resolved settings, in pipeline order, set by the API that built the
+        # pipeline: lets a node record how the run was configured (output.audit_log).
+        self.run_settings: list[tuple[str, dict[str, Any]]] = []
         for key, value in self.config.items():
             setattr(self, key, value)
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """Outputs for this frame, or None to hold the frame (see ``pending``)."""
         raise NotImplementedError
+
+    def pending(self) -> bool:
+        """True while the node holds frames it can hand on without new input; the
+        runner then starts the next tick at this node with an empty data pool."""
+        return False
 
     def release(self, completed: bool = True) -> None:
         """Free devices, windows and files. ``completed`` is False when the run was

@@ -2,8 +2,14 @@
 
 It knows nothing about faces or media. It checks the channel before the first frame,
 loops until a node sets ``pipeline_end`` (on that last tick only nodes that take
-``pipeline_end`` run) or ``num_iter`` ticks are done, and releases every node on
+``pipeline_end`` run) or ``num_iter`` frames are out, and releases every node on
 every exit path, Ctrl-C included.
+
+Nodes that need to see later frames before letting one go (a tracker filling detection
+gaps both ways) hold frames: ``run`` returns None and the tick ends there. While such
+a node's ``pending()`` is true, the runner starts ticks at that node instead of the
+input, so it can hand its buffered frames on (and, last, the end of the stream) one
+per tick without new input.
 """
 
 from __future__ import annotations
@@ -26,14 +32,14 @@ class PipelineNode(Protocol):
     outputs: list[str]
     failed_items: list[str]
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]: ...
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any] | None: ...
 
     def release(self, completed: bool = True) -> None: ...
 
 
 @dataclass
 class RunSummary:
-    """What a run did: ticks, wall time and the items nodes could not process."""
+    """What a run did: frames out, wall time and the items nodes could not process."""
 
     iterations: int = 0
     seconds: float = 0.0
@@ -89,13 +95,19 @@ class Pipeline:
         completed = False
         try:
             while num_iter is None or summary.iterations < num_iter:
-                data: dict[str, Any] = {}
-                for node in self.nodes:
+                data: dict[str, Any] | None = {}
+                for node in self.nodes[self._first_to_run():]:
                     if data.get("pipeline_end") and "pipeline_end" not in node.inputs:
                         continue
                     tick = time.perf_counter()
-                    data.update(node.run(_inputs_for(node, data)))
+                    outputs = node.run(_inputs_for(node, data))
                     summary.node_seconds[node.node_name] += time.perf_counter() - tick
+                    if outputs is None:  # the node holds this frame for now
+                        data = None
+                        break
+                    data.update(outputs)
+                if data is None:
+                    continue
                 if data.get("pipeline_end"):
                     break
                 summary.iterations += 1
@@ -106,6 +118,14 @@ class Pipeline:
         for node in self.nodes:
             summary.failed_items.extend(node.failed_items)
         return summary
+
+    def _first_to_run(self) -> int:
+        """The node that starts this tick: the last one with frames to hand on, else the input."""
+        for index in range(len(self.nodes) - 1, 0, -1):
+            pending = getattr(self.nodes[index], "pending", None)
+            if pending is not None and pending():
+                return index
+        return 0
 
     def _release(self, completed: bool) -> None:
         for node in self.nodes:

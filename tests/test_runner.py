@@ -110,3 +110,60 @@ def test_failed_items_are_collected_in_the_summary(sample_video):
     sink = Probe("x.y", ["img"], ["none"])
     sink.failed_items.append("bad.jpg: damaged")
     assert Pipeline([source, sink]).run(num_iter=1).failed_items == ["bad.jpg: damaged"]
+
+
+class Delay:
+    """A node that holds every frame until ``lag`` later ones arrived (or the stream ended)."""
+
+    node_name, inputs, outputs = "dabble.delay", ["all", "pipeline_end"], ["delayed"]
+
+    def __init__(self, lag: int) -> None:
+        self.lag, self.waiting, self.end = lag, [], None
+        self.failed_items: list[str] = []
+        self.released: list[bool] = []
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if not inputs:
+            return self._next()
+        if inputs.get("pipeline_end"):
+            if not self.waiting:
+                return {}
+            self.end = dict(inputs)
+            return None
+        self.waiting.append(dict(inputs, delayed=True))
+        return self._next()
+
+    def pending(self) -> bool:
+        return self.end is not None  # after the end, held frames (then the end) go out without input
+
+    def _next(self) -> dict[str, Any] | None:
+        if self.waiting and (self.end is not None or len(self.waiting) > self.lag):
+            return self.waiting.pop(0)
+        if not self.waiting and self.end is not None:
+            end, self.end = self.end, None
+            return end
+        return None
+
+    def release(self, completed: bool = True) -> None:
+        self.released.append(completed)
+
+
+def test_a_node_can_hold_frames_and_hand_them_on_in_order_before_the_end(sample_video):
+    source = VisualInput(source=str(sample_video))
+    delay = Delay(lag=7)
+    sink = Probe("output.y", ["img", "frame_info", "pipeline_end"], ["none"])
+    summary = Pipeline([source, delay, sink]).run()
+    assert summary.iterations == 517  # frames out, held ones included
+    frames = sink.calls[:-1]
+    assert [call["frame_info"].index for call in frames] == list(range(517))
+    assert all(call["img"] is not None for call in frames)
+    assert sink.calls[-1]["pipeline_end"] is True and len(sink.calls) == 518
+    assert delay.released == [True] and sink.released == [True]
+
+
+def test_num_iter_counts_frames_handed_on_not_frames_read(sample_video):
+    source = VisualInput(source=str(sample_video))
+    sink = Probe("output.y", ["img", "frame_info", "pipeline_end"], ["none"])
+    summary = Pipeline([source, Delay(lag=3), sink]).run(num_iter=5)
+    assert summary.iterations == 5
+    assert [call["frame_info"].index for call in sink.calls] == [0, 1, 2, 3, 4]

@@ -124,12 +124,19 @@ def crop_grey(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
 
 def face_leaked(before: np.ndarray, after: np.ndarray | None, box: np.ndarray) -> bool:
     """Is this face still recognisable in ``after``? A missing output leaks every face."""
+    similarity = face_similarity(before, after, box)
+    return similarity is not None and similarity >= LEAK_SSIM
+
+
+def face_similarity(before: np.ndarray, after: np.ndarray | None, box: np.ndarray) -> float | None:
+    """SSIM of the face's input and output crops (1.0 for a missing output, None for an
+    empty box): how much of the face is left to recognise."""
     if after is None or after.shape != before.shape:
-        return True
+        return 1.0
     crop_before, crop_after = crop_grey(before, box), crop_grey(after, box)
     if crop_before is None:
-        return False
-    return ssim(crop_before, crop_after) >= LEAK_SSIM
+        return None
+    return ssim(crop_before, crop_after)
 
 
 def collateral_pixels(

@@ -137,6 +137,7 @@ class Node(AbstractNode):
             frame_count=reader.frame_count,
             sample_aspect_ratio=None if self.resize["do_resizing"] else reader.sample_aspect_ratio,
             color_tags=reader.color_tags(),
+            replay=lambda: self._replay(path),
         )
         bar = media.progress_bar(reader.frame_count, name, "frame", position=position, leave=position == 0)
         self._bars.append(bar)
@@ -159,6 +160,14 @@ class Node(AbstractNode):
             bar.close()
             self._bars.remove(bar)
 
+    def _replay(self, path: Path) -> Iterator[tuple[int | None, np.ndarray]]:
+        reader = VideoReader(path)
+        try:
+            for decoded in reader.frames():
+                yield decoded.pts, self._prepare(decoded.image)
+        finally:
+            reader.close()
+
     def _skip(self, item: MediaItem, reason: str) -> None:
         item.failed = reason
         self.logger.error("skipping '%s': %s", item.path, reason)
@@ -171,13 +180,7 @@ class Node(AbstractNode):
             filename, fps = self._last
             return {"img": None, "filename": filename, "pipeline_end": True,
                     "saved_video_fps": fps, "frame_info": None}
-        image = media.to_bgr(frame.image)
-        if self.resize["do_resizing"]:
-            import cv2
-
-            image = cv2.resize(image, (self.resize["width"], self.resize["height"]))
-        if self.mirror_image:
-            image = np.ascontiguousarray(image[:, ::-1])
+        image = self._prepare(frame.image)
         item = frame.info.item
         self._last = (item.name, item.fps)
         return {
@@ -187,6 +190,16 @@ class Node(AbstractNode):
             "saved_video_fps": item.fps,
             "frame_info": frame.info,
         }
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        image = media.to_bgr(image)
+        if self.resize["do_resizing"]:
+            import cv2
+
+            image = cv2.resize(image, (self.resize["width"], self.resize["height"]))
+        if self.mirror_image:
+            image = np.ascontiguousarray(image[:, ::-1])
+        return image
 
     def release(self, completed: bool = True) -> None:
         if self._reader is not None:
