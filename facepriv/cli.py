@@ -100,22 +100,56 @@ def run(config_path: str, node_config: str | None, num_iter: int | None, log_lev
 @_config_path_option("Run config whose model and draw nodes are evaluated.")
 @click.option(
     "--annotations",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
     help="Annotated photos (face-boxes-v1 JSON, images relative to it).",
+)
+@click.option(
+    "--video", "videos", multiple=True, type=click.Path(dir_okay=False),
+    help="Instead of photos: a video to run the whole pipeline on (repeat for more); a "
+    "reference detector looks for faces left visible in its output frames.",
+)
+@click.option(
+    "--reference", default="model.mtcnn", show_default=True,
+    help="With --video: the model node that finds faces in the input frames.",
+)
+@click.option(
+    "--reference_config", default=None,
+    help="With --video: settings for the reference, e.g. '{\"score_threshold\": 0.5}' "
+    "(default: permissive settings).",
+)
+@click.option(
+    "--min_face_size", type=click.IntRange(min=1), default=20, show_default=True,
+    help="With --video: ignore reference faces smaller than this many pixels high.",
+)
+@click.option(
+    "--worst", type=click.IntRange(min=0), default=10, show_default=True,
+    help="With --video: how many of the worst frames to list per video.",
 )
 @click.option(
     "--output", default=None, type=click.Path(dir_okay=False), help="Also write the report as JSON."
 )
 @_log_level_option("warning")
-def evaluate(config_path: str, annotations: str, output: str | None, log_level: str) -> None:
-    """Measure recall, precision, leak rate and collateral of a config on annotated photos."""
+def evaluate(config_path: str, annotations: str | None, videos: tuple[str, ...], reference: str,
+             reference_config: str | None, min_face_size: int, worst: int, output: str | None,
+             log_level: str) -> None:
+    """Measure a config on annotated photos (recall, precision, leak rate, collateral) or on
+    videos (frames whose output still shows a face)."""
     _setup_logging(log_level)
-    from facepriv.evaluation.evaluate import evaluate as run_eval
-    from facepriv.evaluation.evaluate import format_report
+    if bool(annotations) == bool(videos):
+        raise ConfigError("pass either --annotations FILE (photos) or --video FILE (videos)")
+    if videos:
+        from facepriv.evaluation.video_eval import evaluate_videos, format_video_report
 
-    report = run_eval(config_path, annotations)
-    click.echo(format_report(report))
+        report = evaluate_videos(config_path, list(videos), reference, reference_config,
+                                 min_face_size=min_face_size, worst=worst)
+        click.echo(format_video_report(report))
+    else:
+        from facepriv.evaluation.evaluate import evaluate as run_eval
+        from facepriv.evaluation.evaluate import format_report
+
+        report = run_eval(config_path, annotations)
+        click.echo(format_report(report))
     if output:
         from facepriv.outputs import write_text_atomically
 

@@ -197,3 +197,23 @@ def assert_detects_nothing_cleanly(node, frame) -> None:
     assert node.frames_failed == failed
     assert out["bboxes"].shape == (0, 4)
     assert len(out["bbox_labels"]) == len(out["bbox_scores"]) == 0
+
+
+@pytest.fixture(scope="session")
+def short_clip(sample_video, tmp_path_factory):
+    """The sample clip's first 40 frames, re-encoded (a real H.264 file)."""
+    import av
+
+    path = tmp_path_factory.mktemp("clip") / "short.mp4"
+    with av.open(str(sample_video)) as source, av.open(str(path), "w") as target:
+        stream = target.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 710, 540, "yuv420p"
+        for index, frame in enumerate(source.decode(video=0)):
+            if index == 40:
+                break
+            image = frame.to_ndarray(format="rgb24")
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                target.mux(packet)
+        for packet in stream.encode():
+            target.mux(packet)
+    return path

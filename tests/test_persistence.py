@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
@@ -310,22 +309,3 @@ def test_persistence_settings_are_validated():
     with pytest.raises(ConfigError, match="hold_frames"):
         build_node("dabble.persist_bbox", {"hold_frames": -1})
 
-
-@pytest.fixture(scope="module")
-def short_clip(sample_video, tmp_path_factory):
-    """The sample clip's first 40 frames, re-encoded (a real H.264 file)."""
-    import av
-
-    path = tmp_path_factory.mktemp("clip") / "short.mp4"
-    with av.open(str(sample_video)) as source, av.open(str(path), "w") as target:
-        stream = target.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 710, 540, "yuv420p"
-        for index, frame in enumerate(source.decode(video=0)):
-            if index == 40:
-                break
-            image = cv2.cvtColor(frame.to_ndarray(format="bgr24"), cv2.COLOR_BGR2RGB)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                target.mux(packet)
-        for packet in stream.encode():
-            target.mux(packet)
-    return path

@@ -1,0 +1,160 @@
+"""``facepriv eval --video``: which output frames still show a face.
+
+Video clips rarely come with per-frame face boxes, so a reference detector with its own
+settings (by default model.mtcnn, more permissive than a pipeline would run it) looks
+at every INPUT frame; each face it finds is checked in the pipeline's output frame with
+the leak measure. The config's pipeline runs as it would for ``facepriv run`` (trackers
+and all), only its output nodes are left out, so what is measured is what would be
+written. The worst frames are listed with their timestamps for review by eye.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facepriv.config import RunConfig, load_run_config, parse_node_config
+from facepriv.errors import ConfigError
+from facepriv.evaluation.metrics import LEAK_SSIM, face_similarity
+
+DEFAULT_REFERENCE = "model.mtcnn"
+# Lower thresholds than PeekingDuck's 0.6/0.7/0.7 and faces from 20 px: the reference
+# should see faces the pipeline might miss, yet not flag wallpaper as a face.
+PERMISSIVE_SETTINGS: dict[str, dict[str, Any]] = {
+    "model.mtcnn": {"min_size": 20, "network_thresholds": [0.5, 0.6, 0.6], "score_threshold": 0.6},
+    "model.centerface": {"score_threshold": 0.3, "detect_resolution": None},
+}
+
+
+class _KeepOriginal:
+    """Copies the input frame into the pool before any node draws on it."""
+
+    node_name, inputs, outputs = "eval.keep_original", ["img"], ["eval_original"]
+
+    def __init__(self) -> None:
+        self.failed_items: list[str] = []
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"eval_original": inputs["img"].copy()}
+
+    def release(self, completed: bool = True) -> None:
+        """Nothing to free."""
+
+
+class _LeakCheck:
+    """Runs the reference detector on each input frame and scores the output frame."""
+
+    node_name, inputs, outputs = "eval.leak_check", ["all"], []
+
+    def __init__(self, reference: Any, min_face_size: int) -> None:
+        self.reference, self.min_face_size = reference, min_face_size
+        self.failed_items: list[str] = []
+        self.frames: list[dict[str, Any]] = []
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        if inputs.get("pipeline_end"):
+            return {}
+        original, output, info = inputs["eval_original"], inputs["img"], inputs.get("frame_info")
+        height, width = original.shape[:2]
+        found = self.reference.run({"img": original})
+        faces = np.asarray(found["bboxes"], dtype=np.float64).reshape(-1, 4) * [width, height, width, height]
+        big_enough = (faces[:, 3] - faces[:, 1]) >= self.min_face_size
+        scores = np.asarray(found["bbox_scores"])[big_enough]
+        scored = [
+            (similarity, box, float(score))
+            for box, score in zip(faces[big_enough], scores, strict=True)
+            if (similarity := face_similarity(original, output, box)) is not None
+        ]
+        leaked = [entry for entry in scored if entry[0] >= LEAK_SSIM]
+        worst = max(scored, key=lambda entry: entry[0], default=None)
+        self.frames.append({
+            "frame": info.index if info is not None else len(self.frames),
+            "time": None if info is None or info.seconds is None else round(info.seconds, 3),
+            "faces": len(scored),
+            "leaked": len(leaked),
+            "worst_ssim": None if worst is None else round(worst[0], 3),
+            "worst_box": None if worst is None else [round(float(v), 1) for v in worst[1]],
+            "reference_score": None if worst is None else round(worst[2], 3),
+        })
+        return {}
+
+    def release(self, completed: bool = True) -> None:
+        self.reference.release(completed)
+
+
+def evaluate_videos(
+    config_path: str | Path,
+    videos: list[str],
+    reference: str = DEFAULT_REFERENCE,
+    reference_config: str | dict[str, Any] | None = None,
+    min_face_size: int = 20,
+    worst: int = 10,
+) -> dict[str, Any]:
+    """Run the config on each video and report the output frames that leave a face visible."""
+    from facepriv.api import build_nodes
+    from facepriv.node import build_node
+    from facepriv.runner import Pipeline
+
+    if not reference.startswith("model."):
+        raise ConfigError(f"--reference '{reference}' is not a model node: use e.g. model.mtcnn")
+    run_config = load_run_config(config_path)
+    kept = [(name, over) for name, over in run_config.nodes if not name.startswith("output.")]
+    if not kept or kept[0][0] != "input.visual":
+        raise ConfigError("the config must start with input.visual to be evaluated on videos")
+    if isinstance(reference_config, str):
+        reference_config = parse_node_config(f'{{"{reference}": {reference_config}}}')[reference]
+    report: dict[str, Any] = {"config": str(config_path), "reference": reference, "videos": []}
+    for video in videos:
+        if not Path(video).is_file():
+            raise ConfigError(f"video '{video}' does not exist: pass --video FILE")
+        nodes = build_nodes(RunConfig(nodes=kept), {"input.visual": {"source": str(video)}})
+        check = _LeakCheck(
+            build_node(reference, PERMISSIVE_SETTINGS.get(reference), reference_config), min_face_size
+        )
+        summary = Pipeline([nodes[0], _KeepOriginal(), *nodes[1:], check]).run()
+        report["videos"].append(_video_report(video, check.frames, summary.failed_items, worst))
+    report["settings"] = {"min_face_size": min_face_size, "leak_ssim": LEAK_SSIM}
+    report["frames_leaked"] = sum(v["frames_leaked"] for v in report["videos"])
+    return report
+
+
+def _video_report(video: str, frames: list[dict[str, Any]], failed: list[str], worst: int) -> dict[str, Any]:
+    leaked = [f for f in frames if f["leaked"]]
+    ranked = sorted(leaked, key=lambda f: -f["worst_ssim"])[:worst]
+    return {
+        "video": str(video),
+        "frames": len(frames),
+        "frames_with_faces": sum(1 for f in frames if f["faces"]),
+        "faces": sum(f["faces"] for f in frames),
+        "faces_leaked": sum(f["leaked"] for f in frames),
+        "frames_leaked": len(leaked),
+        "worst_frames": ranked,
+        "failed": failed,
+    }
+
+
+def format_video_report(report: dict[str, Any]) -> str:
+    """One line per video, then its worst frames."""
+    lines = [
+        f"{'video':<40}{'frames':>8}{'with faces':>12}{'faces':>8}{'leaked faces':>14}"
+        f"{'leaked frames':>15}"
+    ]
+    for video in report["videos"]:
+        lines.append(
+            f"{Path(video['video']).name:<40}{video['frames']:>8}{video['frames_with_faces']:>12}"
+            f"{video['faces']:>8}{video['faces_leaked']:>14}{video['frames_leaked']:>15}"
+        )
+        for frame in video["worst_frames"]:
+            when = "?" if frame["time"] is None else f"{frame['time']:.3f} s"
+            lines.append(
+                f"    frame {frame['frame']} at {when}: SSIM {frame['worst_ssim']:.2f}, "
+                f"box {frame['worst_box']} (reference score {frame['reference_score']:.2f})"
+            )
+    lines.append(
+        f"{report['frames_leaked']} frame(s) leave a face visible (reference {report['reference']}, "
+        f"faces of {report['settings']['min_face_size']} px or more, SSIM >= {LEAK_SSIM})"
+    )
+    return "\n".join(lines)
+

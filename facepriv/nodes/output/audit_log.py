@@ -1,0 +1,92 @@
+"""output.audit_log: what was done to each file, for the people who must answer for it.
+
+One JSON record per input file, written when the file is finished (atomically, like
+every output): frames, faces masked, masks held without a detection (from
+``dabble.persist_bbox``'s ``bbox_held``), the file's failure if any, and the settings of
+every node of the run. An interrupted run writes no record for the file it was on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from facepriv import __version__
+from facepriv.media import MediaItem
+from facepriv.node import AbstractNode
+from facepriv.outputs import ensure_writable_dir, write_text_atomically
+
+
+class Node(AbstractNode):
+    """Counts per file and writes ``<output_dir>/<input name>.audit.json`` when it ends."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._dir = ensure_writable_dir(Path(self.output_dir), "output.audit_log.output_dir")
+        self._item: MediaItem | None = None
+        self._counts: dict[str, Any] = {}
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        info = inputs.get("frame_info")
+        item = None if inputs.get("pipeline_end") or info is None else info.item
+        if item is not self._item:
+            self._write()
+            self._item, self._counts = item, _new_counts()
+        if item is None:
+            return {}
+        faces = len(np.asarray(inputs["bboxes"]).reshape(-1, 4))
+        held = int(np.count_nonzero(inputs.get("bbox_held", ())))
+        counts = self._counts
+        counts["frames"] += 1
+        counts["frames_with_faces"] += int(faces > 0)
+        counts["faces_masked"] += faces
+        counts["masks_held"] += held
+        counts["frames_with_held_masks"] += int(held > 0)
+        return {}
+
+    def release(self, completed: bool = True) -> None:
+        if completed:
+            self._write()
+        self._item = None
+
+    def _write(self) -> None:
+        item = self._item
+        if item is None:
+            return
+        name = PurePosixPath(item.name)
+        if name.is_absolute() or ".." in name.parts:  # never write outside output_dir
+            name = PurePosixPath(name.name)
+        record = {
+            "input": str(item.path) if item.path is not None else item.name,
+            "kind": item.kind,
+            "status": "failed" if item.failed else "done",
+            "error": item.failed,
+            **self._counts,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "facepriv_version": __version__,
+            "nodes": [{"node": node, "settings": _jsonable(conf)} for node, conf in self.run_settings],
+        }
+        path = self._dir / f"{name}.audit.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, json.dumps(record, indent=2) + "\n")
+        self.logger.info("wrote %s", path)
+
+
+def _new_counts() -> dict[str, Any]:
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "frames": 0, "frames_with_faces": 0, "faces_masked": 0,
+        "masks_held": 0, "frames_with_held_masks": 0,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
