@@ -9,6 +9,7 @@ from typing import Any
 
 from facepriv.config import (
     RunConfig,
+    engine_settings,
     load_run_config,
     node_specs,
     parse_node_config,
@@ -21,15 +22,15 @@ from facepriv.runner import Pipeline, RunSummary, check_channel
 logger = logging.getLogger("facepriv")
 
 
-def build_nodes(
+def resolve_nodes(
     run_config: RunConfig,
     node_config: dict[str, dict[str, Any]] | None = None,
     provided: Sequence[str] = (),
-) -> list[AbstractNode]:
-    """Instantiate the nodes of a run config, ``node_config`` laid over each.
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every node's final settings, ``node_config`` laid over the run config's.
 
-    If building one node fails, the ones already built are released (a camera opened
-    by input.visual must not stay open because model.mtcnn had a bad setting).
+    Checks the channel and every setting without building anything, so a job can be
+    checked in the parent before worker processes load models.
     """
     node_config = node_config or {}
     unused = set(node_config) - {name for name, _ in run_config.nodes}
@@ -43,11 +44,24 @@ def build_nodes(
     check_channel(
         [(n, specs[n].inputs, specs[n].outputs) for n, _ in run_config.nodes], provided
     )
-    # Every setting is checked before any node opens a camera or loads a model.
-    settings = [
+    return [
         (name, resolve_node_config(name, overrides, node_config.get(name)))
         for name, overrides in run_config.nodes
     ]
+
+
+def build_nodes(
+    run_config: RunConfig,
+    node_config: dict[str, dict[str, Any]] | None = None,
+    provided: Sequence[str] = (),
+) -> list[AbstractNode]:
+    """Instantiate the nodes of a run config, ``node_config`` laid over each.
+
+    If building one node fails, the ones already built are released (a camera opened
+    by input.visual must not stay open because model.mtcnn had a bad setting).
+    """
+    # Every setting is checked before any node opens a camera or loads a model.
+    settings = resolve_nodes(run_config, node_config, provided)
     nodes: list[AbstractNode] = []
     try:
         for name, merged in settings:
@@ -65,12 +79,33 @@ def run(
     config_path: str | Path = "pipeline_config.yml",
     node_config: str | dict[str, dict[str, Any]] | None = None,
     num_iter: int | None = None,
+    *,
+    engine: str | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+    force: bool = False,
 ) -> RunSummary:
-    """Run the pipeline a config file describes; raise RunFailure if inputs failed."""
+    """Run the pipeline a config file describes; raise RunFailure if inputs failed.
+
+    ``engine``, ``workers`` and ``address`` override the run config's ``engine:``
+    settings; with workers or the ray engine the files are spread over processes as a
+    resumable job (``facepriv.batch``), and ``force`` redoes files already done.
+    """
     run_config = load_run_config(config_path)
     overrides = parse_node_config(node_config) if isinstance(node_config, str) else node_config
-    nodes = build_nodes(run_config, overrides)
-    summary = Pipeline(nodes).run(num_iter=num_iter)
+    chosen = {key: value for key, value in
+              {"name": engine, "workers": workers, "address": address}.items() if value is not None}
+    if engine == "local":
+        chosen["address"] = None  # a Ray address in the run config does not apply
+    settings = engine_settings(run_config.engine, chosen)
+    if settings["workers"] is not None or settings["name"] != "local":
+        from facepriv.batch.job import run_job
+
+        summary = run_job(run_config, overrides, settings, force=force, num_iter=num_iter)
+    else:
+        if force:
+            raise ConfigError("--force redoes the files of a job: use it with --workers or --engine ray")
+        summary = Pipeline(build_nodes(run_config, overrides)).run(num_iter=num_iter)
     logger.info(
         "run finished: %d frame(s) in %.1f s", summary.iterations, summary.seconds
     )

@@ -82,8 +82,21 @@ def cli() -> None:
 @click.option(
     "--num_iter", type=click.IntRange(min=1), default=None, help="Stop after N frames."
 )
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None,
+    help="Spread the files of a file or folder source over N processes, as a resumable job.",
+)
+@click.option(
+    "--engine", type=click.Choice(["local", "ray"]), default=None,
+    help="Where a job's workers run: local processes, or Ray actors (needs facepriv[ray]).",
+)
+@click.option("--address", default=None, help="Ray cluster to use with --engine ray: auto or ray://host:port.")
+@click.option("--force", is_flag=True, help="Redo every file of a job, even those its manifest shows done.")
 @_log_level_option("info")
-def run(config_path: str, node_config: str | None, num_iter: int | None, log_level: str) -> None:
+def run(
+    config_path: str, node_config: str | None, num_iter: int | None, workers: int | None,
+    engine: str | None, address: str | None, force: bool, log_level: str,
+) -> None:
     """Run the pipeline described by a run config."""
     _setup_logging(log_level)
     if log_level.lower() != "debug":
@@ -93,7 +106,8 @@ def run(config_path: str, node_config: str | None, num_iter: int | None, log_lev
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from facepriv import api
 
-    api.run(config_path, node_config=node_config, num_iter=num_iter)
+    api.run(config_path, node_config=node_config, num_iter=num_iter, engine=engine, workers=workers,
+            address=address, force=force)
 
 
 @cli.command(name="eval")

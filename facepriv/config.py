@@ -229,11 +229,36 @@ def resolve_node_config(name: str, *layers: dict[str, Any] | None) -> dict[str, 
 
 # --------------------------------------------------------------------------- run config
 
+# How a run is spread over processes (README "Scale out"): the run config's ``engine:``
+# mapping and the run command's --engine/--workers/--address are checked against these.
+ENGINE_KEYS: dict[str, dict[str, Any]] = {
+    "name": {"default": "local", "type": "str", "choices": ["local", "ray"]},
+    "workers": {"default": None, "type": "int", "min": 1},
+    "address": {"default": None, "type": "str"},
+}
+
+
 @dataclass
 class RunConfig:
     """The nodes of a run, in order, each with its settings from the run config."""
 
     nodes: list[tuple[str, dict[str, Any]]]
+    engine: dict[str, Any] = field(default_factory=lambda: _defaults_of(ENGINE_KEYS))
+
+
+def engine_settings(base: dict[str, Any], overrides: Any) -> dict[str, Any]:
+    """Lay ``overrides`` over engine settings ``base``; reject what a job could not honour."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(
+            f"'engine:' must be a mapping such as {{name: ray, workers: 4}}, not {overrides!r}"
+        )
+    settings = merge_settings("engine", ENGINE_KEYS, base, overrides)
+    if settings["address"] is not None and settings["name"] != "ray":
+        raise ConfigError(
+            f"engine.address = {settings['address']!r} is only used by the ray engine: "
+            "add --engine ray (or 'name: ray' under 'engine:')"
+        )
+    return settings
 
 
 def parse_run_config(data: Any, origin: str) -> RunConfig:
@@ -243,11 +268,13 @@ def parse_run_config(data: Any, origin: str) -> RunConfig:
             f"{origin} has no 'nodes:' list: start it with 'nodes:' followed by "
             "'- input.visual' and the other nodes (see 'facepriv init')"
         )
-    unknown = sorted(set(data) - {"nodes"})
+    unknown = sorted(set(data) - {"nodes", "engine"})
     if unknown:
         raise ConfigError(
-            f"{origin}: unknown top-level key(s) {', '.join(unknown)}: only 'nodes:' is allowed"
+            f"{origin}: unknown top-level key(s) {', '.join(unknown)}: only 'nodes:' is allowed "
+            "(and 'engine:' for jobs spread over processes)"
         )
+    engine = engine_settings(_defaults_of(ENGINE_KEYS), data.get("engine") or {})
     entries = data["nodes"]
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{origin}: 'nodes:' must be a non-empty list of node names")
@@ -272,7 +299,7 @@ def parse_run_config(data: Any, origin: str) -> RunConfig:
         if canonical != name:
             overrides = _rename_legacy_node_keys(canonical, overrides)
         nodes.append((canonical, overrides))
-    return RunConfig(nodes=nodes)
+    return RunConfig(nodes=nodes, engine=engine)
 
 
 def _rename_legacy_node_keys(name: str, overrides: dict[str, Any]) -> dict[str, Any]:

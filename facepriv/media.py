@@ -220,6 +220,24 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- progress
 
 
+_bars_shown = True
+
+
+def hide_progress_bars() -> None:
+    """Worker processes of a batch job call this: only the job's parent draws a bar.
+
+    Their bars also get a thread lock instead of tqdm's process-shared one, which a
+    killed worker would leave for the resource tracker to warn about.
+    """
+    import threading
+
+    from tqdm import tqdm
+
+    global _bars_shown
+    _bars_shown = False
+    tqdm.set_lock(threading.RLock())
+
+
 def progress_bar(total: int | None, desc: str, unit: str, position: int = 0, leave: bool = True) -> Any:
     """A tqdm bar on stderr, shown only when stderr is a terminal.
 
@@ -231,7 +249,7 @@ def progress_bar(total: int | None, desc: str, unit: str, position: int = 0, lea
     columns = _stderr_columns()
     return tqdm(
         total=total or None, desc=desc, unit=unit, position=position, leave=leave,
-        file=sys.stderr, disable=columns is None,
+        file=sys.stderr, disable=columns is None or not _bars_shown,
         dynamic_ncols=bool(columns), ncols=None if columns else 80,  # a terminal of unknown width
     )
 

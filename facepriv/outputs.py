@@ -7,13 +7,18 @@ only when the file is finished; an interrupted run leaves no file under a final 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from facepriv.errors import MediaError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_TEMP_MARK = ".partial"
+# ".<stem>.<8 random characters of mkstemp><_TEMP_MARK><suffix>", as AtomicOutput names them
+_TEMP_NAME = re.compile(rf"\.(?P<stem>.+)\.[a-z0-9_]{{8}}{re.escape(_TEMP_MARK)}(?P<suffix>.*)")
 
 
 class AtomicOutput:
@@ -23,7 +28,7 @@ class AtomicOutput:
         self.final_path = final_path
         final_path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(
-            prefix=f".{final_path.stem}.", suffix=f".partial{final_path.suffix}",
+            prefix=f".{final_path.stem}.", suffix=f"{_TEMP_MARK}{final_path.suffix}",
             dir=final_path.parent,
         )
         os.close(handle)
@@ -45,6 +50,29 @@ class AtomicOutput:
 
     def discard(self) -> None:
         self.temp_path.unlink(missing_ok=True)
+
+
+def remove_temp_files(final_paths: Iterable[Path]) -> list[Path]:
+    """Delete the temporary files that AtomicOutputs for these paths left behind.
+
+    Only a process killed outright (SIGKILL, power cut) leaves one. Call it when no
+    process is writing these outputs: a batch job does, before and after its workers run.
+    """
+    wanted: dict[Path, set[str]] = {}
+    for path in final_paths:
+        wanted.setdefault(path.parent, set()).add(path.name)
+    removed = []
+    for directory, names in wanted.items():
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:  # not created yet
+            continue
+        for entry in entries:
+            match = _TEMP_NAME.fullmatch(entry.name)
+            if match and match["stem"] + match["suffix"] in names:
+                Path(entry.path).unlink(missing_ok=True)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def ensure_writable_dir(directory: Path, setting: str) -> Path:

@@ -88,7 +88,8 @@ def test_short_help_flag(tmp_path):
 def test_run_help_lists_options(tmp_path):
     result = run_cli("run", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for option in ("--config_path", "--node_config", "--num_iter", "--log_level", "pipeline_config.yml"):
+    for option in ("--config_path", "--node_config", "--num_iter", "--log_level", "pipeline_config.yml",
+                   "--workers", "--engine", "--address", "--force"):
         assert option in result.stdout
     for level in ("debug", "info", "warning", "error", "critical"):
         assert level in result.stdout
@@ -110,7 +111,7 @@ except SystemExit as done:
     code = done.code
 else:
     code = "no SystemExit"
-heavy = [name for name in ("tensorflow", "cv2", "keras", "mtcnn") if name in sys.modules]
+heavy = [name for name in ("tensorflow", "cv2", "keras", "mtcnn", "numpy", "ray") if name in sys.modules]
 with open({report!r}, "w") as handle:
     json.dump({{"code": code, "heavy": heavy}}, handle)
 """

@@ -39,11 +39,19 @@ class Frame:
 class Node(AbstractNode):
     """Reads frames one per tick; sets ``pipeline_end`` when the source is exhausted."""
 
-    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        items: list[tuple[Path, str]] | None = None,
+        **overrides: Any,
+    ) -> None:
+        """``items``, (file, output name) pairs, replace what ``source`` expands to: a batch
+        worker (``facepriv.batch``) reads one file of a folder under its name in the folder."""
         super().__init__(config, **overrides)
         self._capture: Any = None
         self._live_name = ""
-        self._items = self._resolve_source(self.source)
+        self._items = list(items) if items is not None else self._resolve_source(self.source)
         self._last = ("", float(self.saved_video_fps))
         self._bars: list[Any] = []
         frames = self._frames()

@@ -1,0 +1,218 @@
+"""A job: the files of a file or folder source spread over workers, resumable.
+
+The parent checks the pipeline, plans (files the manifest shows done are skipped),
+hands the rest to an engine (local processes or Ray actors), appends each finished
+file to the manifest as it comes back, and draws one progress bar. However the job
+ends, no temporary file of an unfinished output is left, and every manifest line
+that says done points to an output that exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from facepriv import media
+from facepriv.api import resolve_nodes
+from facepriv.batch.manifest import MANIFEST_NAME, Manifest
+from facepriv.batch.worker import INPUT_NODE, WRITER_NODE, FileResult, FileTask, JobSpec
+from facepriv.config import RunConfig
+from facepriv.errors import ConfigError, MediaError
+from facepriv.outputs import ensure_writable_dir, remove_temp_files
+from facepriv.runner import RunSummary
+
+logger = logging.getLogger("facepriv.batch")
+
+NOT_IN_JOBS = {
+    "output.screen": "shows frames in a window",
+    "output.csv_writer": "writes one table for the whole run",
+}
+# Each worker is one process of several on the machine: one TensorFlow thread each is
+# fastest (benchmarks/README.md), unless the user set the counts.
+THREAD_KEYS = ("tf_intra_op_threads", "tf_inter_op_threads")
+
+
+def run_job(
+    run_config: RunConfig,
+    node_config: dict[str, dict[str, Any]] | None,
+    engine: dict[str, Any],
+    *,
+    force: bool = False,
+    num_iter: int | None = None,
+) -> RunSummary:
+    """Process the files of the job not done yet (all with ``force``); what this run did."""
+    if num_iter is not None:
+        raise ConfigError(
+            "--num_iter stops a single run after N frames; a job with --workers or --engine ray "
+            "processes whole files: leave one of them out"
+        )
+    if engine["name"] == "ray":
+        from facepriv.batch.ray_engine import import_ray
+
+        import_ray()  # a missing extra is reported before anything else
+    settings = resolve_nodes(run_config, node_config)
+    source, writer = _check_pipeline(settings)
+    pairs, _ = media.expand_sources(source["source"], source["recursive"])
+    output_dir = Path(os.path.abspath(writer["output_dir"]))
+    ensure_writable_dir(output_dir, "output.media_writer.output_dir")
+    finals = _output_paths(pairs, output_dir, writer["container"])
+    manifest = Manifest(output_dir / MANIFEST_NAME)
+    progress = _Progress(manifest)
+    tasks = _plan(pairs, manifest, force, progress)
+    spec = JobSpec(_worker_settings(settings, run_config, node_config, output_dir), os.getcwd(),
+                   logging.getLogger("facepriv").getEffectiveLevel())
+    if engine["name"] == "ray":
+        where = f"Ray ({engine['address'] or 'this machine'})"
+    else:
+        where = f"{engine['workers']} local worker(s)"
+    logger.info("job: %d file(s), %d done before (skipped; --force redoes them), %d to process on %s; "
+                "manifest %s", len(pairs), len(pairs) - len(tasks) - len(progress.failed), len(tasks),
+                where, manifest.path)
+    temp_paths = [finals[task.name] for task in tasks]
+    remove_temp_files(temp_paths)  # left by a job that was killed outright
+    started = time.perf_counter()
+    try:
+        progress.open(len(tasks))
+        if tasks:
+            _run_engine(engine, spec, tasks, progress)
+    finally:
+        progress.close()
+        manifest.close()
+        remove_temp_files(temp_paths)  # of files whose worker died or was stopped
+    return RunSummary(iterations=progress.frames, seconds=time.perf_counter() - started,
+                      failed_items=progress.failed)
+
+
+def _run_engine(engine: dict[str, Any], spec: JobSpec, tasks: list[FileTask], progress: _Progress) -> None:
+    if engine["name"] == "ray":
+        from facepriv.batch.ray_engine import run_ray
+
+        run_ray(spec, tasks, engine["workers"], engine["address"], progress)
+    else:
+        from facepriv.batch.local import LocalPool
+
+        LocalPool(spec, engine["workers"], progress).run(tasks)
+
+
+def _check_pipeline(settings: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings of input.visual and output.media_writer, once the job is known to make sense."""
+    names = [name for name, _ in settings]
+    for name in names:
+        if name in NOT_IN_JOBS:
+            raise ConfigError(
+                f"{name} {NOT_IN_JOBS[name]}, so it cannot run in a job spread over processes: "
+                "leave it out of the config, or run without --workers and --engine"
+            )
+    if names[0] != INPUT_NODE or WRITER_NODE not in names:
+        raise ConfigError(
+            f"a job spread over processes reads files with {INPUT_NODE} (the first node) and "
+            f"writes them with {WRITER_NODE} (its manifest goes beside the outputs): add them"
+        )
+    source = settings[0][1]["source"]
+    text = source if isinstance(source, str) else ""
+    if isinstance(source, int) or text.isdigit() or media.is_stream_url(text):
+        raise ConfigError(
+            f"input.visual.source {source!r} is a webcam or stream, and only files and folders can be "
+            "spread over processes: run it without --workers and --engine"
+        )
+    return settings[0][1], settings[names.index(WRITER_NODE)][1]
+
+
+def _output_paths(pairs: list[tuple[Path, str]], output_dir: Path, container: str) -> dict[str, Path]:
+    """Where output.media_writer writes each input (videos take the container's suffix).
+
+    Two inputs that would share an output stop the job before anything is written; a
+    serial run stops at the second of them.
+    """
+    from facepriv.video_writer import CONTAINERS
+
+    finals: dict[str, Path] = {}
+    owners: dict[Path, Path] = {}
+    for path, name in pairs:
+        relative = PurePosixPath(name)
+        if media.is_video(path):
+            relative = relative.with_suffix(CONTAINERS[container][1])
+        final = output_dir / relative
+        if final in owners:
+            raise MediaError(
+                f"inputs '{owners[final]}' and '{path}' would both be written as '{final}': "
+                "rename one, or write them to different output_dirs"
+            )
+        owners[final], finals[name] = path, final
+    return finals
+
+
+def _plan(
+    pairs: list[tuple[Path, str]], manifest: Manifest, force: bool, progress: _Progress
+) -> list[FileTask]:
+    """The files to process: not done before (all with ``force``); those that vanished fail."""
+    tasks = []
+    for path, name in pairs:
+        absolute = os.path.abspath(path)
+        try:
+            stat = os.stat(absolute)
+        except OSError as err:
+            error = f"cannot read it ({err.strerror})"
+            progress(FileResult(FileTask(absolute, name, 0, 0), "failed", error=error))
+            continue
+        task = FileTask(absolute, name, stat.st_size, stat.st_mtime_ns)
+        if force or not manifest.is_done(task):
+            # An output this job wrote for an earlier version of the input may be replaced.
+            tasks.append(replace(task, overwrite=force or manifest.wrote(absolute)))
+    return tasks
+
+
+def _worker_settings(
+    settings: list[tuple[str, dict[str, Any]]],
+    run_config: RunConfig,
+    node_config: dict[str, dict[str, Any]] | None,
+    output_dir: Path,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Settings as workers get them: output_dir absolute (a Ray actor may start in another
+    folder), and one TensorFlow thread per pool where the user did not choose."""
+    chosen: dict[str, set[str]] = {}
+    for name, overrides in run_config.nodes:
+        chosen.setdefault(name, set()).update(overrides, (node_config or {}).get(name, {}))
+    result = []
+    for name, merged in settings:
+        merged = dict(merged)
+        merged.update({key: 1 for key in THREAD_KEYS if key in merged and key not in chosen[name]})
+        if name == WRITER_NODE:
+            merged["output_dir"] = str(output_dir)
+        result.append((name, merged))
+    return result
+
+
+class _Progress:
+    """Takes the engine's reports: writes the manifest and draws one bar (files, frames)."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self._manifest = manifest
+        self._bar: Any = None
+        self.frames = 0
+        self.failed: list[str] = []
+
+    def open(self, total: int) -> None:
+        self._bar = media.progress_bar(total, "files", "file")
+
+    def __call__(self, event: FileResult | int) -> None:
+        if isinstance(event, int):
+            self.frames += event
+            if self._bar is not None:
+                self._bar.set_postfix_str(f"{self.frames} frames")
+            return
+        if event.status == "interrupted":  # not finished: left for the next run
+            return
+        self._manifest.append(event)
+        if event.status == "failed":
+            self.failed.append(f"{event.task.path}: {event.error}")
+        if self._bar is not None:
+            self._bar.update()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

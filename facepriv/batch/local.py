@@ -1,0 +1,250 @@
+"""The local engine: worker processes on this machine, supervised by the job's parent.
+
+Each worker is a spawned process (TensorFlow is not safe across fork) that builds the
+pipeline once and then takes one file at a time over its own pipe. The parent waits on
+the pipes and on the processes themselves, so a worker that dies (killed, out of
+memory, a crash in native code) is noticed at once: its file is reported failed and a
+new worker takes its place. Workers ignore Ctrl-C; the parent stops them, letting the
+ones in the middle of a file discard what they had written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from facepriv.batch.worker import (
+    FileResult,
+    FileTask,
+    FileWorker,
+    JobSpec,
+    build_error,
+    setup_worker_logging,
+)
+from facepriv.errors import FaceprivError
+
+logger = logging.getLogger("facepriv.batch")
+
+FRAMES_REPORT_SECONDS = 0.5  # how often a worker reports frames in the middle of a file
+STOP_SECONDS = 20.0  # how long a stopping worker may take to discard its file before it is killed
+MAX_FAILED_STARTS = 3  # workers dying in a row before they ever took a file: the job stops
+
+Report = Callable[[Any], None]  # called with a FileResult, or an int: frames read since the last call
+
+
+def death_reason(exitcode: int | None) -> str:
+    """'killed by SIGKILL' or 'exit code 3', for a process's exit code."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+# --------------------------------------------------------------------------- in the worker
+
+
+def _worker_main(conn: Connection, spec: JobSpec) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    setup_worker_logging(spec.log_level)
+    worker: FileWorker | None = None
+    stop = threading.Event()
+
+    def on_stop(signum: int, frame: Any) -> None:
+        if worker is not None and worker.interruptible:
+            raise KeyboardInterrupt  # the file's pipeline discards its unfinished output
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    try:
+        worker = FileWorker(spec)
+    except BaseException as err:  # noqa: BLE001 - reported to the parent, which stops the job
+        conn.send(("fatal", build_error(err)))
+        return
+    try:
+        conn.send(("ready", None))
+        while not stop.is_set():
+            task = conn.recv()
+            if task is None:
+                break
+            conn.send(("done", worker.process(task, _frames_reporter(conn))))
+    except (EOFError, OSError):
+        pass  # the parent has gone
+    finally:
+        worker.close()
+
+
+def _frames_reporter(conn: Connection) -> Callable[[int], None]:
+    last = time.monotonic()
+
+    def report(frames: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= FRAMES_REPORT_SECONDS:
+            last = now
+            conn.send(("frames", frames))
+
+    return report
+
+
+# --------------------------------------------------------------------------- in the parent
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: Any
+    conn: Connection
+    task: FileTask | None = None
+    ready: bool = False
+    frames: int = 0  # frames of the current task reported so far
+
+
+class LocalPool:
+    """``size`` worker processes fed one file at a time; one that dies is replaced."""
+
+    def __init__(self, spec: JobSpec, size: int, report: Report) -> None:
+        self._spec = spec
+        self._size = size
+        self._report = report
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._failed_starts = 0
+
+    def run(self, tasks: list[FileTask]) -> None:
+        """Process every task; on any exception (Ctrl-C included) stop the workers first."""
+        pending = deque(tasks)
+        try:
+            for _ in range(min(self._size, len(pending))):
+                self._start()
+            while pending or any(worker.task for worker in self._workers):
+                self._step(pending)
+        except BaseException:
+            with sigint_ignored():  # a second Ctrl-C must not leave workers behind
+                self._stop()
+            raise
+        self._stop()
+
+    def _start(self) -> None:
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main, args=(child_end, self._spec), name="facepriv-worker", daemon=True
+        )
+        with sigint_ignored():  # inherited: Ctrl-C in the terminal reaches the parent only
+            process.start()
+        child_end.close()
+        self._workers.append(_Worker(process, parent_end))
+
+    def _step(self, pending: deque[FileTask]) -> None:
+        handles: dict[Any, _Worker] = {}
+        for worker in self._workers:
+            handles[worker.conn] = handles[worker.process.sentinel] = worker
+        woken = {handles[handle] for handle in wait(list(handles))}
+        for worker in woken:
+            alive = worker.process.is_alive()  # before reading: a dead worker's last words are all in
+            self._receive(worker)
+            if not alive:
+                self._bury(worker, pending)
+            elif worker.ready and worker.task is None and pending:
+                self._assign(worker, pending.popleft(), pending)
+
+    def _assign(self, worker: _Worker, task: FileTask, pending: deque[FileTask]) -> None:
+        try:
+            worker.conn.send(task)
+        except OSError:  # it died just now: its sentinel says so on the next step
+            pending.appendleft(task)
+            return
+        worker.task, worker.frames = task, 0
+
+    def _receive(self, worker: _Worker) -> None:
+        while True:
+            try:
+                if not worker.conn.poll():
+                    return
+                kind, value = worker.conn.recv()
+            except (EOFError, OSError):
+                return  # it died in the middle of a message; the caller handles its exit
+            if kind == "ready":
+                worker.ready, self._failed_starts = True, 0
+            elif kind == "frames":
+                self._report(value - worker.frames)
+                worker.frames = value
+            elif kind == "done":
+                if value.frames:
+                    self._report(value.frames - worker.frames)
+                worker.task, worker.frames = None, 0
+                self._report(value)
+            elif kind == "fatal":
+                raise value
+
+    def _bury(self, worker: _Worker, pending: deque[FileTask]) -> None:
+        worker.process.join()
+        worker.conn.close()
+        self._workers.remove(worker)
+        reason = death_reason(worker.process.exitcode)
+        if worker.task is not None:
+            logger.error("a worker process died (%s) while processing '%s'", reason, worker.task.path)
+            self._report(FileResult(worker.task, "failed",
+                                    error=f"the worker process died ({reason}) while processing it"))
+        elif not worker.ready:
+            self._failed_starts += 1
+            if self._failed_starts >= MAX_FAILED_STARTS:
+                raise FaceprivError(
+                    f"worker processes die while loading the pipeline ({reason}): "
+                    "run without --workers to see why"
+                )
+        if pending:
+            self._start()
+
+    def _stop(self) -> None:
+        """Ask every worker to stop; one in the middle of a file discards its output first."""
+        for worker in self._workers:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+            if worker.task is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.process.pid, signal.SIGTERM)
+            elif not worker.ready:
+                worker.process.kill()  # still loading models, holds no file
+        deadline = time.monotonic() + STOP_SECONDS
+        while self._workers and time.monotonic() < deadline:
+            for worker in list(self._workers):
+                alive = worker.process.is_alive()
+                with contextlib.suppress(FaceprivError):
+                    self._receive(worker)  # files finished (or interrupted) meanwhile
+                if not alive:
+                    worker.process.join()
+                    worker.conn.close()
+                    self._workers.remove(worker)
+            handles = [w.conn for w in self._workers] + [w.process.sentinel for w in self._workers]
+            if handles:
+                wait(handles, timeout=max(0.0, deadline - time.monotonic()))
+        for worker in self._workers:
+            logger.warning("worker %d did not stop in %.0f s: killed", worker.process.pid, STOP_SECONDS)
+            worker.process.kill()
+            worker.process.join()
+            worker.conn.close()
+        self._workers.clear()
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored while starting workers (they inherit it) and while stopping them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,90 @@
+"""The job manifest: one JSON line per processed file, beside the outputs.
+
+Only the job's parent writes it, one whole line per finished file, flushed to disk
+before the next. On a re-run the last line of each input wins: a file is done when
+that line says so, its input still has the size and mtime it had, and its output is
+still there; failed files are tried again. A line cut short by a crash is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from facepriv.batch.worker import FileResult, FileTask
+
+MANIFEST_NAME = "facepriv-manifest.jsonl"
+
+logger = logging.getLogger("facepriv.batch")
+
+
+class Manifest:
+    """The records of earlier runs of a job, and the file new ones are appended to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = {}  # input path -> its last record
+        self._fd: int | None = None
+        self._needs_newline = False
+        if path.exists():
+            self._read()
+
+    def _read(self) -> None:
+        data = self.path.read_bytes()
+        self._needs_newline = bool(data) and not data.endswith(b"\n")
+        for number, line in enumerate(data.splitlines(), 1):
+            try:
+                record = json.loads(line)
+                self.records[record["input"]] = record
+            except (ValueError, TypeError, KeyError):
+                logger.warning("%s line %d is incomplete or damaged: ignored", self.path, number)
+
+    def is_done(self, task: FileTask) -> bool:
+        """Done by an earlier run, and neither the input nor the output changed since."""
+        record = self.records.get(task.path)
+        return (
+            record is not None and record.get("status") == "done"
+            and record.get("size") == task.size and record.get("mtime_ns") == task.mtime_ns
+            and self._output_exists(record)
+        )
+
+    def wrote(self, path: str) -> bool:
+        """Whether the output now present for this input is one this job wrote."""
+        record = self.records.get(path)
+        return record is not None and record.get("status") == "done" and self._output_exists(record)
+
+    def _output_exists(self, record: dict[str, Any]) -> bool:
+        output = record.get("output")
+        return isinstance(output, str) and (self.path.parent / output).is_file()
+
+    def append(self, result: FileResult) -> dict[str, Any]:
+        """Record a finished file: one write of one whole line, synced to disk."""
+        task = result.task
+        output = result.output
+        if output is not None:
+            output = Path(os.path.relpath(output, self.path.parent)).as_posix()
+        record = {
+            "input": task.path, "name": task.name, "size": task.size, "mtime_ns": task.mtime_ns,
+            "status": result.status, "output": output, "frames": result.frames,
+            "faces": result.faces, "seconds": round(result.seconds, 3), "error": result.error,
+            "finished": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+        }
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        if self._needs_newline:  # the last line was cut short by a crash
+            line = "\n" + line
+            self._needs_newline = False
+        os.write(self._fd, line.encode("utf-8"))
+        os.fsync(self._fd)
+        self.records[task.path] = record
+        return record
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

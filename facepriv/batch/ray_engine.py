@@ -1,0 +1,164 @@
+"""The Ray engine: the job's workers as Ray actors, on this machine or a whole cluster.
+
+Each actor (one CPU) builds the pipeline once and is sent one file at a time, as the
+local engine's processes are. An actor that dies takes only its file with it and is
+replaced. Ray is an optional extra (``pip install 'facepriv[ray]'``) imported only here.
+On a cluster every node must see the inputs and output_dir under the same paths
+(shared storage) and have facepriv installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from facepriv.batch.local import MAX_FAILED_STARTS, STOP_SECONDS, Report, sigint_ignored
+from facepriv.batch.worker import (
+    FileResult,
+    FileTask,
+    FileWorker,
+    JobSpec,
+    build_error,
+    setup_worker_logging,
+)
+from facepriv.errors import ConfigError, FaceprivError
+
+logger = logging.getLogger("facepriv.batch")
+
+
+def import_ray() -> Any:
+    """Ray, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "--engine ray needs Ray, which is not installed: pip install 'facepriv[ray]'"
+        ) from None
+    return ray
+
+
+class _FileActor:
+    """A FileWorker inside a Ray actor.
+
+    A pipeline that cannot be built is kept as the answer to ``ready`` rather than raised,
+    so the parent can stop the job with that message instead of replacing actors forever.
+    """
+
+    def __init__(self, spec: JobSpec) -> None:
+        setup_worker_logging(spec.log_level)
+        self._worker: FileWorker | None = None
+        self._error: FaceprivError | None = None
+        try:
+            self._worker = FileWorker(spec)
+        except Exception as err:  # noqa: BLE001 - reported to the parent through ready()
+            self._error = build_error(err)
+
+    def ready(self) -> FaceprivError | None:
+        return self._error
+
+    def process(self, task: FileTask) -> FileResult:
+        assert self._worker is not None, "process() called on an actor that is not ready"
+        return self._worker.process(task)
+
+
+def run_ray(spec: JobSpec, tasks: list[FileTask], workers: int | None, address: str | None,
+            report: Report) -> None:
+    """Process ``tasks`` on Ray actors: a running Ray (this process's, or ``address``) or a new local one."""
+    ray = import_ray()
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            where = f"at '{address}'" if address else "locally"
+            raise ConfigError(
+                f"cannot start or reach Ray {where} ({str(err).splitlines()[0]}): start a cluster "
+                "with 'ray start --head' and pass --address auto, or leave --address out"
+            ) from None
+    try:
+        size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        _RayPool(ray, spec, size, report).run(tasks)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _RayPool:
+    """``size`` actors fed one file at a time; one that dies is replaced."""
+
+    def __init__(self, ray: Any, spec: JobSpec, size: int, report: Report) -> None:
+        self._ray = ray
+        self._spec = spec
+        self._size = size
+        self._report = report
+        self._actor_class = ray.remote(num_cpus=1, max_restarts=0)(_FileActor)
+        self._actors: set[Any] = set()
+        self._inflight: dict[Any, tuple[Any, FileTask | None]] = {}  # ref -> (actor, task; None: ready())
+        self._failed_starts = 0
+
+    def run(self, tasks: list[FileTask]) -> None:
+        pending = deque(tasks)
+        try:
+            for _ in range(min(self._size, len(pending))):
+                self._start()
+            while self._inflight:
+                done, _ = self._ray.wait(list(self._inflight), num_returns=1)
+                for ref in done:
+                    self._finish(ref, pending)
+        except BaseException:
+            with sigint_ignored():  # a second Ctrl-C must not leave actors writing
+                self._stop(report_finished=True)
+            raise
+        self._stop(report_finished=False)
+
+    def _start(self) -> None:
+        actor = self._actor_class.remote(self._spec)
+        self._actors.add(actor)
+        self._inflight[actor.ready.remote()] = (actor, None)
+
+    def _finish(self, ref: Any, pending: deque[FileTask]) -> None:
+        actor, task = self._inflight.pop(ref)
+        try:
+            value = self._ray.get(ref)
+        except self._ray.exceptions.RayActorError as err:
+            self._actors.discard(actor)
+            reason = str(err).strip().splitlines()[0]
+            if task is not None:
+                logger.error("a Ray worker died while processing '%s': %s", task.path, reason)
+                error = f"the Ray worker died while processing it ({reason})"
+                self._report(FileResult(task, "failed", error=error))
+            else:
+                self._failed_starts += 1
+                if self._failed_starts >= MAX_FAILED_STARTS:
+                    raise FaceprivError(f"Ray workers die while loading the pipeline ({reason})") from None
+            if pending:
+                self._start()
+            return
+        if task is None:
+            if value is not None:
+                raise value
+            self._failed_starts = 0
+        else:
+            self._report(value.frames or 0)
+            self._report(value)
+        if pending:
+            task = pending.popleft()
+            self._inflight[actor.process.remote(task)] = (actor, task)
+
+    def _stop(self, report_finished: bool) -> None:
+        """Kill the actors and wait until none can still be writing; record files finished meanwhile."""
+        for actor in self._actors:
+            self._ray.kill(actor)
+        refs = list(self._inflight)
+        if refs:
+            done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=STOP_SECONDS)
+            for ref in done if report_finished else ():
+                task = self._inflight[ref][1]
+                with contextlib.suppress(Exception):
+                    result = self._ray.get(ref)
+                    if task is not None and result.status == "done":
+                        self._report(result)
+        self._actors.clear()
+        self._inflight.clear()

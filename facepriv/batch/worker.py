@@ -1,0 +1,213 @@
+"""One file of a job, processed the way a serial run processes it.
+
+What a local worker process and a Ray actor share. A ``FileWorker`` builds the
+pipeline's model nodes once (TensorFlow and the networks load once per process); for
+each file it builds fresh input, draw, dabble and output nodes, so per-file state (an
+open video, a tracker's faces) starts clean, as it does in a serial run when the next
+file begins. input.visual is handed the file under the output name it has in the whole
+job (its path below the source folder), so the outputs are the ones a serial run writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facepriv import media
+from facepriv.errors import FaceprivError
+from facepriv.node import AbstractNode, build_node, load_node_class
+from facepriv.runner import Pipeline
+
+INPUT_NODE = "input.visual"
+WRITER_NODE = "output.media_writer"
+KEPT_TYPES = ("model",)  # built once per worker: heavy to load, nothing kept from file to file
+# Test-only: a worker kills itself (SIGKILL) after the first frame of the file whose output
+# name equals this variable, so tests can prove a crash loses only that file.
+KILL_ENV = "FACEPRIV_TEST_KILL_WORKER_ON"
+LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s[%(process)d]: %(message)s"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What every worker needs to build the pipeline: settings resolved by the parent."""
+
+    nodes: list[tuple[str, dict[str, Any]]]  # (node name, final settings), in order
+    cwd: str  # relative paths in settings (weights folders) resolve from here
+    log_level: int
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One input file of a job, with the input's size and mtime when the job planned it."""
+
+    path: str
+    name: str  # the output name input.visual gives it (relative to output_dir)
+    size: int
+    mtime_ns: int
+    overwrite: bool = False  # the job's own earlier output may be replaced
+
+
+@dataclass
+class FileResult:
+    """How a file went: ``done``, ``failed`` or ``interrupted`` (stopped by the job's end)."""
+
+    task: FileTask
+    status: str
+    output: str | None = None  # the written file
+    frames: int | None = None  # None when a crashed worker could not say
+    faces: int | None = None  # face boxes masked, summed over the frames
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def build_error(err: BaseException) -> FaceprivError:
+    """Why a worker could not build the pipeline, as the one-line error the job stops with."""
+    return err if isinstance(err, FaceprivError) else FaceprivError(f"{type(err).__name__}: {err}")
+
+
+def setup_worker_logging(level: int) -> None:
+    """Log like the CLI does, with the worker's process id after the logger name."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S", force=True)
+
+
+class FileWorker:
+    """Builds the models once, then runs the pipeline on one file at a time."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        if os.path.isdir(spec.cwd):
+            os.chdir(spec.cwd)
+        media.hide_progress_bars()
+        self._spec = spec
+        self._kept: dict[int, AbstractNode] = {}
+        # True only while a file's pipeline runs: a stop request may then interrupt it.
+        self.interruptible = False
+        try:
+            for index, (name, settings) in enumerate(spec.nodes):
+                if name.split(".")[0] in KEPT_TYPES:
+                    self._kept[index] = build_node(name, settings)
+                    self._kept[index].run_settings = spec.nodes
+        except BaseException:
+            self.close()
+            raise
+
+    def process(self, task: FileTask, on_frames: Callable[[int], None] | None = None) -> FileResult:
+        """Run the pipeline on ``task``; every failure becomes a failed result, not an exception."""
+        started = time.perf_counter()
+        probe = _Probe(on_frames, kill=os.environ.get(KILL_ENV) == task.name)
+        writers: list[Any] = []
+        failed: list[str] = []
+        error = None
+        interrupted = False
+        try:
+            nodes = self._nodes_for(task)
+            writers = [node for node in nodes if node.node_name == WRITER_NODE]
+            self.interruptible = True
+            failed = Pipeline([*nodes, probe]).run().failed_items
+            self.interruptible = False
+        except KeyboardInterrupt:
+            interrupted = True
+        except FaceprivError as err:
+            error = str(err)
+        except Exception as err:  # noqa: BLE001 - one file's failure must not stop the job
+            logging.getLogger("facepriv.batch").exception("'%s' failed", task.path)
+            error = f"{type(err).__name__}: {err}"
+        finally:
+            self.interruptible = False
+        written = [str(path) for writer in writers for path in writer.written]
+        result = FileResult(task, "done", written[0] if written else None, probe.frames, probe.faces,
+                            time.perf_counter() - started)
+        if written and not failed and error is None:
+            return result  # complete, even if a stop request came after the output was committed
+        if interrupted:
+            result.status = "interrupted"
+            return result
+        result.status, result.output = "failed", None
+        prefix = f"{task.path}: "
+        reasons = [item[len(prefix):] if item.startswith(prefix) else item for item in failed]
+        result.error = error or "; ".join(reasons) or "no output was written"
+        return result
+
+    def _nodes_for(self, task: FileTask) -> list[Any]:
+        nodes: list[Any] = []
+        try:
+            for index, (name, settings) in enumerate(self._spec.nodes):
+                if index in self._kept:
+                    nodes.append(_Kept(self._kept[index]))
+                elif name == INPUT_NODE:
+                    nodes.append(load_node_class(name)(settings, items=[(Path(task.path), task.name)]))
+                elif name == WRITER_NODE and task.overwrite:
+                    nodes.append(build_node(name, settings, {"overwrite": True}))
+                else:
+                    nodes.append(build_node(name, settings))
+                nodes[-1].run_settings = self._spec.nodes  # as api.build_nodes does (audit_log)
+        except BaseException:
+            for node in nodes:
+                node.release(completed=False)
+            raise
+        return nodes
+
+    def close(self) -> None:
+        """Release the nodes built once (at the worker's end)."""
+        for node in self._kept.values():
+            try:
+                node.release(completed=True)
+            except Exception:  # noqa: BLE001 - releasing the others matters more
+                logging.getLogger("facepriv.batch").exception("releasing %s failed", node.node_name)
+        self._kept.clear()
+
+
+class _Kept:
+    """A node built once per worker, lent to one file's pipeline.
+
+    The runner releases every node when a file ends; this one must stay loaded for the
+    next file, and only the problems of this file are reported for it.
+    """
+
+    def __init__(self, node: AbstractNode) -> None:
+        self._node = node
+        self._first_failure = len(node.failed_items)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._node, name)
+
+    @property
+    def failed_items(self) -> list[str]:
+        return self._node.failed_items[self._first_failure:]
+
+    def release(self, completed: bool = True) -> None:
+        """Kept for the next file; FileWorker.close releases it."""
+
+
+class _Probe:
+    """Last node of a worker's pipeline: counts the file's frames and masked face boxes."""
+
+    node_name = "batch.probe"
+    inputs = ["all", "pipeline_end"]
+    outputs: list[str] = []
+
+    def __init__(self, on_frames: Callable[[int], None] | None, kill: bool) -> None:
+        self.failed_items: list[str] = []
+        self.frames = 0
+        self.faces = 0
+        self._on_frames = on_frames
+        self._kill = kill
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        if inputs.get("pipeline_end"):
+            return {}
+        self.frames += 1
+        self.faces += len(inputs.get("bboxes", ()))
+        if self._on_frames is not None:
+            self._on_frames(self.frames)
+        if self._kill:  # test-only (KILL_ENV): a real crash in the middle of a file
+            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+        return {}
+
+    def release(self, completed: bool = True) -> None:
+        """Nothing to free."""

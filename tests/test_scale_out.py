@@ -1,0 +1,303 @@
+"""Jobs spread over processes (``--workers``, ``--engine ray``): same outputs as a serial
+run, a manifest that lets a stopped job resume, and failures that cost one file only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from facepriv.batch.manifest import MANIFEST_NAME, Manifest
+from facepriv.batch.worker import KILL_ENV, FileResult, FileTask
+
+from conftest import error_lines, run_cli
+
+CLIPS = {"peekingduck_humans_mot_nofaces.mp4": 24, "egoblur_gen2_test_face_video.mp4": 14}
+ANONYMIZE = "- model.mtcnn\n- draw.mosaic_bbox\n"
+
+
+def make_source(root: Path, faces_dir: Path, videos_dir: Path, photos: int) -> Path:
+    """photos/ (a few from each set of ../shared/data/faces) and clips/ (two short clips), copied."""
+    source = root / "src"
+    (source / "photos").mkdir(parents=True)
+    (source / "clips").mkdir()
+    sets = sorted(path for path in (faces_dir / "images").iterdir() if path.is_dir())
+    chosen = [photo for folder in sets for photo in sorted(folder.iterdir())[: -(-photos // len(sets))]]
+    for photo in chosen[:photos]:
+        shutil.copy(photo, source / "photos" / photo.name)
+    for clip in CLIPS:
+        shutil.copy(videos_dir / clip, source / "clips" / clip)
+    return source
+
+
+def write_config(path: Path, source: Path, output: Path, middle: str = "", engine: str = "") -> Path:
+    path.write_text(
+        f"nodes:\n- input.visual:\n    source: {source}\n    recursive: true\n{middle}"
+        f"- output.media_writer:\n    output_dir: {output}\n{engine}"
+    )
+    return path
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` but the manifest, by relative path."""
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MANIFEST_NAME
+    }
+
+
+def manifest_lines(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / MANIFEST_NAME).read_text().splitlines()]
+
+
+def assert_consistent(output: Path, source: Path) -> list[dict]:
+    """No temporary file is left, every output has a done line and every done line an output."""
+    assert not [p for p in output.rglob(".*") if ".partial" in p.name]
+    lines = manifest_lines(output)
+    done = {line["output"] for line in lines if line["status"] == "done"}
+    assert done == set(digests(output)), "outputs and done lines differ"
+    for line in lines:
+        assert Path(line["input"]).is_relative_to(source)
+        assert (line["output"] is None) == (line["status"] != "done")
+    return lines
+
+
+def assert_each_done_once(output: Path, source: Path) -> None:
+    done = [line["input"] for line in assert_consistent(output, source) if line["status"] == "done"]
+    inputs = sorted(str(p) for p in source.rglob("*") if p.is_file())
+    assert sorted(done) == inputs, "every input must be done exactly once"
+
+
+# --------------------------------------------------------------------------- identical outputs
+
+
+@pytest.fixture(scope="module")
+def anonymized(tmp_path_factory, faces_dir, videos_dir):
+    """Ten photos and two clips, and what a serial run writes for them."""
+    root = tmp_path_factory.mktemp("scale_out")
+    source = make_source(root, faces_dir, videos_dir, photos=10)
+    config = write_config(root / "serial.yml", source, root / "serial", ANONYMIZE)
+    result = run_cli("run", "--config_path", str(config), cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert not (root / "serial" / MANIFEST_NAME).exists(), "a serial run writes no manifest"
+    return root, source, digests(root / "serial")
+
+
+def check_job_output(output: Path, source: Path, serial: dict[str, str]) -> None:
+    assert digests(output) == serial
+    lines = assert_consistent(output, source)
+    assert len(lines) == len(serial) and all(line["status"] == "done" for line in lines)
+    for line in lines:
+        name = Path(line["name"]).name
+        assert line["frames"] == CLIPS.get(name, 1), line
+        assert line["error"] is None and line["seconds"] > 0
+    assert all(line["faces"] > 0 for line in lines if line["name"].startswith("photos/"))
+
+
+@pytest.mark.slow
+def test_two_workers_write_what_a_serial_run_writes(anonymized):
+    root, source, serial = anonymized
+    config = write_config(root / "workers.yml", source, root / "workers", ANONYMIZE)
+    result = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "2 local worker(s)" in result.stderr
+    check_job_output(root / "workers", source, serial)
+
+
+@pytest.mark.slow
+def test_ray_engine_writes_what_a_serial_run_writes(anonymized):
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from facepriv import api
+
+    root, source, serial = anonymized
+    engine = "engine:\n  name: ray\n  workers: 2\n"  # set in the run config this time
+    config = write_config(root / "ray.yml", source, root / "ray", ANONYMIZE, engine)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    try:
+        api.run(config)
+    finally:
+        ray.shutdown()
+    check_job_output(root / "ray", source, serial)
+
+
+# --------------------------------------------------------------------------- resuming
+
+
+@pytest.fixture()
+def small_job(tmp_path, faces_dir, videos_dir):
+    """Three photos and two clips, and a config that copies them (no model: quick workers)."""
+    source = make_source(tmp_path, faces_dir, videos_dir, photos=3)
+    return source, write_config(tmp_path / "copy.yml", source, tmp_path / "out"), tmp_path / "out"
+
+
+def test_rerun_skips_done_files_redoes_changed_ones_and_force_redoes_all(small_job, tmp_path):
+    source, config, output = small_job
+    first = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert_each_done_once(output, source)
+    stamps = {path: path.stat().st_mtime_ns for path in output.rglob("*") if path.is_file()}
+
+    again = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "5 done before" in again.stderr
+    assert {path: path.stat().st_mtime_ns for path in output.rglob("*") if path.is_file()} == stamps
+
+    photos = sorted((source / "photos").iterdir())
+    shutil.copy(photos[1], photos[0])  # the input changed: its output is redone and replaced
+    before = digests(output)
+    changed = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr
+    lines = manifest_lines(output)
+    assert len(lines) == 6 and lines[-1]["input"] == str(photos[0]) and lines[-1]["status"] == "done"
+    name = f"photos/{photos[0].name}"
+    assert {k: v for k, v in digests(output).items() if before[k] != v} == {name: digests(output)[name]}
+
+    forced = run_cli("run", "--config_path", str(config), "--workers", "1", "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    lines = manifest_lines(output)
+    assert len(lines) == 11 and all(line["status"] == "done" for line in lines[6:])
+    assert_consistent(output, source)
+
+
+def test_damaged_files_fail_alone_and_are_retried(small_job, tmp_path, videos_dir):
+    source, config, output = small_job
+    (source / "photos" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    clip = (videos_dir / "egoblur_gen2_test_face_video.mp4").read_bytes()
+    (source / "clips" / "truncated.mp4").write_bytes(clip[: len(clip) // 3])
+    result = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert error_lines(result.stderr)[-1].startswith("error: 2 input(s) could not be processed")
+    lines = {Path(line["input"]).name: line for line in assert_consistent(output, source)}
+    assert len(lines) == 7
+    failed = {name for name, line in lines.items() if line["status"] == "failed"}
+    assert failed == {"broken.jpg", "truncated.mp4"}
+    assert "damaged" in lines["broken.jpg"]["error"]
+    assert lines["truncated.mp4"]["error"]
+
+    retry = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert retry.returncode == 1
+    retried = [Path(line["input"]).name for line in manifest_lines(output)[7:]]
+    assert sorted(retried) == ["broken.jpg", "truncated.mp4"]
+
+
+def test_a_killed_worker_loses_only_its_file(small_job, tmp_path):
+    source, config, output = small_job
+    env = {**os.environ, KILL_ENV: "clips/egoblur_gen2_test_face_video.mp4"}
+    result = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    lines = {line["name"]: line for line in assert_consistent(output, source)}
+    killed = lines.pop("clips/egoblur_gen2_test_face_video.mp4")
+    assert killed["status"] == "failed" and "SIGKILL" in killed["error"], killed
+    assert len(lines) == 4 and all(line["status"] == "done" for line in lines.values())
+
+    rerun = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_each_done_once(output, source)
+
+
+@pytest.mark.slow
+def test_an_interrupted_job_is_consistent_and_resumes(small_job, tmp_path, sample_video):
+    source, config, output = small_job
+    # One worker takes the 517 frames of a_long.mp4 first; the other does the short files,
+    # and the first of them in the manifest is the signal to press Ctrl-C.
+    shutil.copy(sample_video, source / "clips" / "a_long.mp4")
+    (source / "clips" / "egoblur_gen2_test_face_video.mp4").unlink()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facepriv", "run", "--config_path", str(config), "--workers", "2"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    manifest = output / MANIFEST_NAME
+    while not (manifest.exists() and manifest.stat().st_size) and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the parent and its workers
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 130, stderr
+    assert error_lines(stderr)[-1] == "interrupted: unfinished outputs were discarded"
+    lines = assert_consistent(output, source)
+    assert "clips/a_long.mp4" not in {line["name"] for line in lines}
+
+    rerun = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_each_done_once(output, source)
+
+
+# --------------------------------------------------------------------------- errors and the manifest
+
+
+def with_screen(text: str) -> str:
+    return text.replace("- output.media_writer:", "- output.screen\n- output.media_writer:")
+
+
+def with_webcam(text: str) -> str:
+    return text.replace("source: ", "source: 0  # was ")
+
+
+@pytest.mark.parametrize(
+    ("args", "edit", "fragment"),
+    [
+        (["--workers", "0"], None, "--workers"),
+        (["--engine", "spark"], None, "--engine"),
+        (["--address", "auto"], None, "only used by the ray engine"),
+        (["--force"], None, "--force"),
+        (["--workers", "2", "--num_iter", "5"], None, "--num_iter"),
+        ([], lambda text: text + "engine:\n  workers: 0\n", "engine.workers"),
+        ([], lambda text: text + "engine:\n  wrkers: 2\n", "unknown key 'engine.wrkers'"),
+        (["--workers", "2"], with_screen, "output.screen"),
+        (["--workers", "2"], with_webcam, "webcam or stream"),
+    ],
+    ids=["workers-0", "unknown-engine", "address-without-ray", "force-without-job", "num-iter",
+         "config-workers-0", "config-typo", "screen", "webcam"],
+)
+def test_job_mistakes_are_one_line(tmp_path, sample_video, args, edit, fragment):
+    config = write_config(tmp_path / "c.yml", sample_video, tmp_path / "out")
+    if edit is not None:
+        config.write_text(edit(config.read_text()))
+    result = run_cli("run", "--config_path", str(config), *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
+    assert not (tmp_path / "out" / MANIFEST_NAME).exists()
+
+
+def test_ray_engine_without_ray_says_how_to_install_it(tmp_path, sample_video):
+    config = write_config(tmp_path / "c.yml", sample_video, tmp_path / "out")
+    script = (
+        "import sys; sys.modules['ray'] = None\n"  # as if the extra were not installed
+        "from facepriv.cli import main\n"
+        f"main(['run', '--config_path', {str(config)!r}, '--engine', 'ray'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        "error: --engine ray needs Ray, which is not installed: pip install 'facepriv[ray]'"
+    ]
+
+
+def test_manifest_ignores_a_line_cut_short_and_appends_after_it(tmp_path):
+    output = tmp_path / "photo.jpg"
+    output.write_bytes(b"x")
+    task = FileTask(str(tmp_path / "in.jpg"), "photo.jpg", 10, 20)
+    manifest = Manifest(tmp_path / MANIFEST_NAME)
+    manifest.append(FileResult(task, "done", str(output), 1, 2, 0.5))
+    manifest.close()
+    with open(tmp_path / MANIFEST_NAME, "a") as handle:
+        handle.write('{"input": "/cut/short", "sta')  # a crash in the middle of a line
+    again = Manifest(tmp_path / MANIFEST_NAME)
+    assert again.is_done(task) and again.wrote(task.path)
+    assert not again.is_done(FileTask(task.path, task.name, 11, 20))  # the input changed size
+    again.append(FileResult(task, "failed", error="boom"))
+    again.close()
+    lines = (tmp_path / MANIFEST_NAME).read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["status"] == "failed"
+    assert not Manifest(tmp_path / MANIFEST_NAME).is_done(task)  # the last line wins
+    output.unlink()
+    assert not again.wrote(task.path)
