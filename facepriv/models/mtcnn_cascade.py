@@ -8,8 +8,8 @@ numpy/tensor conversions in between: most of its time is that overhead, not the 
 
 This cascade reproduces the package's algorithm step by step (normalisation, AREA pyramid,
 box regression, its NMS, square and crop conventions): its pyramid levels and crops are
-the package's bit for bit and its boxes match the package's within 0.001 px on the
-evaluation photos. It builds only the pyramid levels P-Net can read, packs them into one
+the package's up to float rounding and its boxes match the package's within 0.02 px on
+the evaluation photos and frames. It builds only the pyramid levels P-Net can read, packs them into one
 canvas so P-Net runs once per frame (``mtcnn_layout``), and runs each stage as one
 compiled graph whose input shapes are unknown, so a new frame size never retraces it
 (``mtcnn_graphs``).
@@ -100,20 +100,21 @@ class MTCNNCascade:
     def detect_bgr(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Faces of one BGR (or grey, or BGRA) image, as OpenCV reads them: boxes, scores.
 
-        The graphs take BGR frames and swap channels on the (smaller) P-Net canvas and
-        crops, which saves a full-frame copy per frame.
+        The graphs take the BGR frame as it is: their first convolutions swap channels and
+        normalise, which saves two full-frame passes per frame.
         """
         frame = _as_bgr_uint8(image_bgr)
         height, width = frame.shape[:2]
         canvas = self._canvas(height, width)
         if canvas is None:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        boxes, scores, normalised = self._propose(frame, *canvas)
+        pixels = self._tf.constant(frame)  # one copy into TensorFlow for the three graphs
+        boxes, scores = self._propose(pixels, *canvas)
         boxes, scores = self._refine(
-            self._rnet, normalised, boxes, self.thresholds[1], NMS_RNET, "union", square=True
+            self._rnet, pixels, boxes, self.thresholds[1], NMS_RNET, "union", square=True
         )
         boxes, scores = self._refine(
-            self._onet, normalised, boxes, self.thresholds[2], NMS_ONET, "min", square=False
+            self._onet, pixels, boxes, self.thresholds[2], NMS_ONET, "min", square=False
         )
         # Clip to the frame's full extent (not width - 1 like the package): an edge face
         # must not leave its last row or column of pixels unmasked.
@@ -155,16 +156,14 @@ class MTCNNCascade:
         return level_sizes(height, width, scales)
 
     def _pnet_windows(
-        self, frame: np.ndarray, layout: Layout, inputs: tuple[Any, ...]
-    ) -> tuple[np.ndarray, Boxes, np.ndarray, Any]:
-        """P-Net's windows above threshold: level, regressed level-pixel box, score; and the
-        normalised frame (a tensor) the later stages crop from.
+        self, frame: Any, layout: Layout, inputs: tuple[Any, ...]
+    ) -> tuple[np.ndarray, Boxes, np.ndarray]:
+        """P-Net's windows above threshold: level, regressed level-pixel box, score.
 
         Windows are sorted by level, then in row-major order within a level, as np.where
         lists them in the package: its NMS breaks score ties by that order.
         """
-        *found, normalised = self._pnet(frame, *inputs, self._margin)
-        found = [t.numpy() for t in found]
+        found = [t.numpy() for t in self._pnet(frame, *inputs, self._margin)]
         # Each canvas's cells, with their pyramid level, in one list.
         cells = np.concatenate(found[0::3])
         scores = np.concatenate(found[1::3])
@@ -181,35 +180,31 @@ class MTCNNCascade:
         y, x = local[:, 0] * STRIDE, local[:, 1] * STRIDE
         windows = np.stack([x + 1, y + 1, x + CELL, y + CELL], axis=1)
         boxes = windows + offsets.astype(np.float64) * (CELL - 1)
-        return level, boxes, scores.astype(np.float64), normalised
+        return level, boxes, scores.astype(np.float64)
 
-    def _propose(
-        self, frame: np.ndarray, layout: Layout, inputs: tuple[Any, ...]
-    ) -> tuple[Boxes, np.ndarray, Any]:
+    def _propose(self, frame: Any, layout: Layout, inputs: tuple[Any, ...]) -> tuple[Boxes, np.ndarray]:
         """P-Net over the pyramid: regressed windows, NMS per level then across, squared."""
-        level, all_boxes, all_scores, normalised = self._pnet_windows(frame, layout, inputs)
+        level, boxes, scores = self._pnet_windows(frame, layout, inputs)
+        if len(scores) == 0:
+            return np.zeros((0, 4)), np.zeros(0)
+        # Each level's windows best first, as the package sorts them, levels in order; then
+        # one NMS call that compares windows of the same level only.
         bounds = np.searchsorted(level, np.arange(len(layout.scales) + 1))
-        found_boxes, found_scores = [], []
-        for i, scale in enumerate(layout.scales):
-            boxes = all_boxes[bounds[i] : bounds[i + 1]]
-            scores = all_scores[bounds[i] : bounds[i + 1]]
-            if len(scores) == 0:
-                continue
-            order = np.argsort(scores)[::-1]
-            boxes, scores = boxes[order] / scale, scores[order]
-            keep = _nms(boxes, scores, NMS_PNET_LEVEL, "union", presorted=True)
-            found_boxes.append(boxes[keep])
-            found_scores.append(scores[keep])
-        if not found_boxes:
-            return np.zeros((0, 4)), np.zeros(0), normalised
-        boxes, scores = np.concatenate(found_boxes), np.concatenate(found_scores)
+        order = np.concatenate([
+            start + np.argsort(scores[start:end])[::-1]
+            for start, end in zip(bounds[:-1], bounds[1:], strict=True)
+        ])
+        level, scores = level[order], scores[order]
+        boxes = boxes[order] / layout.scales[level][:, None]
+        keep = _nms(boxes, scores, NMS_PNET_LEVEL, "union", presorted=True, groups=level)
+        boxes, scores = boxes[keep], scores[keep]
         keep = _nms(boxes, scores, NMS_PNET_ALL, "union")
-        return _square(boxes[keep]), scores[keep], normalised
+        return _square(boxes[keep]), scores[keep]
 
     def _refine(
         self,
         network: Any,
-        normalised: Any,
+        frame: Any,
         boxes: Boxes,
         threshold: float,
         nms_threshold: float,
@@ -219,13 +214,13 @@ class MTCNNCascade:
         """R-Net or O-Net on every candidate at once: rescore, regress, filter, NMS."""
         if len(boxes) == 0:
             return boxes, np.zeros(0)
-        height, width = normalised.shape[:2]
+        height, width = frame.shape[:2]
         # The package's crop convention: coordinates over (height, width), y before x.
         crop_boxes = boxes[:, [1, 0, 3, 2]] / np.array([height, width, height, width])
         # Padded to a few batch sizes: each new size costs oneDNN ~3 ms (and memory) to
         # compile its kernels, and the candidate count changes from frame to frame.
         padded = np.resize(crop_boxes.astype(np.float32), (_batch_size(len(boxes)), 4))
-        offsets, scores = (t.numpy()[: len(boxes)] for t in network(normalised, padded))
+        offsets, scores = (t.numpy()[: len(boxes)] for t in network(frame, padded))
         sides = boxes[:, 2:4] - boxes[:, 0:2] + 1
         # float32 product, as the package multiplies a float32 tensor by these sizes.
         boxes = boxes + offsets * np.tile(sides, 2).astype(np.float32)
@@ -304,26 +299,40 @@ def _square(boxes: Boxes) -> Boxes:
 
 
 def _nms(
-    boxes: Boxes, scores: np.ndarray, threshold: float, method: str, presorted: bool = False
+    boxes: Boxes,
+    scores: np.ndarray,
+    threshold: float,
+    method: str,
+    presorted: bool = False,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """The package's NMS, vectorised: indices kept, best score first.
 
     Not greedy NMS: a box is dropped when ANY higher-scored box, kept or not, overlaps it
     by more than ``threshold`` (IoU for "union", intersection over the smaller area for
-    "min"); reproduced as is so results match the package. Up to NMS_DENSE boxes the
-    package's N x N matrix is cheapest; beyond, only pairs whose x ranges overlap can
-    intersect, so pairs come from a sweep over boxes sorted by x1, in bounded chunks.
+    "min"); reproduced as is so results match the package. ``groups`` (one integer per
+    box) runs independent NMS rounds in one call: boxes of different groups never drop
+    each other, as if each group had its own call (the package's per-level rounds).
+    Up to NMS_DENSE boxes the package's N x N matrix is cheapest; beyond, only pairs whose
+    x ranges overlap can intersect, so pairs come from a sweep over boxes sorted by x1
+    (groups shifted apart along x), in bounded chunks.
     """
     order = np.arange(len(scores)) if presorted else np.argsort(scores)[::-1]
     boxes = boxes[order]  # a box's index is now its rank
     count = len(boxes)
     if count <= NMS_DENSE:
         hit = _overlap(boxes[:, None], boxes[None], method) > threshold
+        if groups is not None:
+            hit &= groups[order][:, None] == groups[order][None]
         return order[~np.triu(hit, 1).any(axis=0)]
-    by_x = np.argsort(boxes[:, 0], kind="stable")
-    x1_sorted = boxes[by_x, 0]
+    starts, ends = boxes[:, 0], boxes[:, 2]
+    if groups is not None:  # only the sweep's ranges move; overlaps use the true boxes
+        shift = (groups[order] - groups.min()) * (np.ptp(boxes[:, [0, 2]]) + 1.0)
+        starts, ends = starts + shift, ends + shift
+    by_x = np.argsort(starts, kind="stable")
+    x1_sorted = starts[by_x]
     # Sorted position p pairs with positions p+1 .. ends[p]-1, those starting before it ends.
-    ends = np.searchsorted(x1_sorted, boxes[by_x, 2], side="left")
+    ends = np.searchsorted(x1_sorted, ends[by_x], side="left")
     partners = np.maximum(ends - np.arange(count) - 1, 0)
     pairs_end = np.cumsum(partners)
     total = int(pairs_end[-1]) if count else 0

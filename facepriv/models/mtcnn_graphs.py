@@ -4,11 +4,13 @@ The networks are rebuilt from the mtcnn package's Keras models with their weight
 as constants, so each stage is one graph call per frame with no Keras dispatch, and every
 graph takes inputs of unknown size, so new frame sizes never retrace. Each graph holds two
 independent halves (two P-Net canvases, two halves of the crops) that TensorFlow's two
-inter-op threads run on both cores. The arithmetic is the Keras layers', reordered only
-where that is exact: PReLU as max(x, a*x) with a*x a diagonal 1 x 1 convolution (2 cheap
-passes instead of 5), slopes > 1 applied after the max-pool they commute with; the box and
-class heads are one product (box offsets may differ in their last bit), O-Net's landmark
-head is skipped. On the evaluation photos P-Net's scores equal the package's bit for bit.
+inter-op threads run on both cores. The arithmetic is the Keras layers', reordered where
+that is exact or changes only float rounding: the input normalisation and RGB order are
+folded into each network's first convolution, so the graphs read the uint8 BGR frame as
+it is; PReLU is max(x, a*x) with a*x a diagonal 1 x 1 convolution (2 cheap passes instead
+of 5), slopes > 1 applied after the max-pool they commute with; the box and class heads
+are one product; O-Net's landmark head is skipped. P-Net's scores stay within 4e-4 of the
+package's and the final boxes within 0.02 px on the evaluation photos and frames.
 
 TensorFlow is imported on first use, never when this module is imported.
 """
@@ -110,15 +112,41 @@ class _Layers:
 
     def __init__(self, tf: Any, weights: Weights) -> None:
         self.tf, self.w = tf, weights
+        self.flat_shape: tuple[int, ...] | None = None  # set by flatten for the next dense
 
-    def conv(self, x: Any, name: str) -> Any:
-        kernel, bias = self.w[name]
+    def kernel(self, name: str, raw_bgr: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """A convolution's kernel and bias; ``raw_bgr`` folds in the input normalisation.
+
+        The package feeds its first layers (x - 127.5) / 128 in RGB order; both steps are
+        linear, so they fold into the kernel and bias and the graphs read raw BGR pixels
+        (0-255): two full passes over the frame (or the crops) fewer, and equal to the
+        package up to float rounding.
+        """
+        kernel, bias = (w.astype(np.float64) for w in self.w[name])
+        if raw_bgr:
+            kernel = kernel[:, :, ::-1, :] / 128
+            bias = bias - 127.5 * kernel.sum(axis=(0, 1, 2))
+        return kernel.astype(np.float32), bias.astype(np.float32)
+
+    def conv(self, x: Any, name: str, raw_bgr: bool = False) -> Any:
+        kernel, bias = self.kernel(name, raw_bgr)
         return self.tf.nn.bias_add(self.tf.nn.conv2d(x, kernel, 1, "VALID"), bias)
+
+    def flatten(self, x: Any) -> Any:
+        """Keras's Permute((2, 1, 3)) + Flatten without the transpose: the next dense layer's
+        rows are permuted instead (``dense``), once, when the graph is built."""
+        self.flat_shape = tuple(x.shape[1:])
+        return self.tf.reshape(x, [-1, int(np.prod(self.flat_shape))])
 
     def dense(self, x: Any, *names: str) -> Any:
         """One product for several dense heads side by side (one pass instead of several)."""
         kernel = np.concatenate([self.w[n][0] for n in names], axis=-1)
         bias = np.concatenate([self.w[n][1] for n in names])
+        if self.flat_shape is not None:  # rows in Keras's (x, y, channel) order -> (y, x, channel)
+            height, width, channels = self.flat_shape
+            kernel = kernel.reshape(width, height, channels, -1).transpose(1, 0, 2, 3)
+            kernel = kernel.reshape(height * width * channels, -1)
+            self.flat_shape = None
         if kernel.ndim == 4:
             return self.tf.nn.bias_add(self.tf.nn.conv2d(x, kernel, 1, "VALID"), bias)
         return self.tf.nn.bias_add(self.tf.matmul(x, kernel), bias)
@@ -136,26 +164,32 @@ class _Layers:
     def prelu(self, x: Any, name: str) -> Any:
         """Keras's PReLU, bit for bit, for slopes a <= 1: max(x, a*x)."""
         alpha = self.w[name][0].reshape(-1)
-        assert alpha.max() <= 1.0, f"{name}: slopes > 1 need prelu_pool"
+        assert alpha.max() <= 1.0, f"{name}: slopes > 1 need conv_prelu_pool"
         return self.tf.maximum(x, self._scaled(x, alpha))
 
-    def prelu_pool(self, x: Any, name: str, size: int, padding: str, edges: Any = None) -> Any:
-        """PReLU then a stride-2 max-pool, bit for bit.
+    def conv_prelu_pool(
+        self, x: Any, conv: str, prelu: str, size: int, padding: str,
+        edges: Any = None, raw_bgr: bool = False,
+    ) -> Any:
+        """Convolution, PReLU, then a stride-2 max-pool, bit for bit.
 
         max(x, a*x) is PReLU for slopes a <= 1. Channels with a > 1 pass unchanged: their
         PReLU, min(x, a*x), is increasing, so it commutes with the max-pool and runs after
-        it, on a 4x smaller tensor. ``edges`` lists (y, x) positions the pool must ignore.
+        it, on a 4x smaller tensor. ``edges`` (M x 6, see ``mtcnn_layout._odd_edges``)
+        lists pooled cells to recompute as the maximum of two given inputs only.
         """
         tf = self.tf
-        alpha = self.w[name][0].reshape(-1)
+        alpha = self.w[prelu][0].reshape(-1)
+        x = self.conv(x, conv, raw_bgr)
         x = tf.maximum(x, self._scaled(x, np.minimum(alpha, 1.0)))
-        if edges is not None:
-            hidden = tf.fill([tf.shape(edges)[0], x.shape[-1]], -np.inf)
-            x = tf.tensor_scatter_nd_update(x[0], edges, hidden)[None]
-        x = tf.nn.max_pool2d(x, size, 2, padding)
+        pooled = tf.nn.max_pool2d(x, size, 2, padding)
+        if edges is not None:  # a few hundred cells: cheaper than masking x before the pool
+            pairs = tf.gather_nd(x[0], tf.reshape(edges[:, 2:], [-1, 2, 2]))
+            cells = tf.pad(edges[:, :2], [[0, 0], [1, 0]])
+            pooled = tf.tensor_scatter_nd_update(pooled, cells, tf.reduce_max(pairs, axis=1))
         if alpha.max() > 1.0:
-            x = tf.minimum(x, self._scaled(x, np.maximum(alpha, 1.0)))
-        return x
+            pooled = tf.minimum(pooled, self._scaled(pooled, np.maximum(alpha, 1.0)))
+        return pooled
 
 
 # ---------------------------------------------------------------------- P-Net
@@ -164,17 +198,17 @@ def pnet_graph(tf: Any, weights: Weights) -> Any:
 
     Inputs: the uint8 BGR frame; for each canvas (see ``mtcnn_layout``) its levels'
     (height, width), its index map (the flat level pixel each canvas pixel shows; any pixel
-    in the gaps), the conv1 outputs past odd level edges (``mtcnn_layout._odd_edges``) and
+    in the gaps), the pooled cells across odd level edges (``mtcnn_layout._odd_edges``) and
     the output cells that belong to a level; and the face logit margin. The two canvases
     share no data, so with inter-op threads they run on two cores at once; the second may
     hold no level. Cells whose window reaches past their level are computed and ignored.
     Returns, per canvas, the cells whose face-minus-background logit beats the margin,
-    their face scores and box offsets; then the normalised frame, for the crops.
+    their face scores and box offsets.
     """
     nn = _Layers(tf, weights)
     spec = tf.TensorSpec
     canvas_spec = [spec([None, 2], tf.int32), spec([None, None], tf.int32),
-                   spec([None, 2], tf.int32), spec([None, None], tf.bool)]
+                   spec([None, 6], tf.int32), spec([None, None], tf.bool)]
 
     def branch(image: Any, sizes: Any, index: Any, edges: Any, valid: Any, margin: Any) -> Any:
         count = tf.shape(sizes)[0]
@@ -185,10 +219,9 @@ def pnet_graph(tf: Any, weights: Weights) -> Any:
 
         levels = tf.TensorArray(tf.float32, size=count, infer_shape=False, element_shape=[None, 3])
         _, levels = tf.while_loop(lambda i, _: i < count, level, [0, levels], parallel_iterations=4)
-        # Frames come BGR, as OpenCV reads them; the networks want RGB.
-        canvas = tf.reverse(tf.gather(levels.concat(), index), [2])[None]
+        canvas = tf.gather(levels.concat(), index)[None]
 
-        x = nn.prelu_pool(nn.conv(canvas, "conv1"), "prelu1", 2, "SAME", edges)
+        x = nn.conv_prelu_pool(canvas, "conv1", "prelu1", 2, "SAME", edges, raw_bgr=True)
         x = nn.prelu(nn.conv(x, "conv2"), "prelu2")
         x = nn.prelu(nn.conv(x, "conv3"), "prelu3")
         heads = nn.dense(x, "conv4-1", "conv4-2")[0]  # H x W x (4 offsets, 2 logits)
@@ -203,60 +236,62 @@ def pnet_graph(tf: Any, weights: Weights) -> Any:
         spec([None, None, 3], tf.uint8), *canvas_spec, *canvas_spec, spec([], tf.float32),
     ])
     def run(frame: Any, *args: Any) -> Any:
-        # Normalised before the pyramid, as the package does: its levels, bit for bit.
-        normalised = tf.cast(frame, tf.float32) * (1 / 128) - (127.5 / 128)
-        image, first, second, margin = normalised[None], args[:4], args[4:8], args[8]
+        # The pyramid of the raw frame: AREA resizing is linear, so these are the package's
+        # levels of the normalised frame up to rounding (conv1 then normalises).
+        image, first, second, margin = tf.cast(frame, tf.float32)[None], args[:4], args[4:8], args[8]
         found = branch(image, *first, margin)
         found += tf.cond(
             tf.shape(second[0])[0] > 0, lambda: branch(image, *second, margin), nothing
         )
-        return (*found, normalised)
+        return found
 
     return run
 
 
 # ---------------------------------------------------------------------- R-Net, O-Net
 def rnet_body(nn: _Layers, x: Any) -> Any:
-    x = nn.prelu_pool(nn.conv(x, "conv1"), "prelu1", 3, "SAME")
-    x = nn.prelu_pool(nn.conv(x, "conv2"), "prelu2", 3, "VALID")
+    x = nn.conv_prelu_pool(x, "conv1", "prelu1", 3, "SAME", raw_bgr=True)
+    x = nn.conv_prelu_pool(x, "conv2", "prelu2", 3, "VALID")
     x = nn.prelu(nn.conv(x, "conv3"), "prelu3")
-    x = nn.tf.reshape(nn.tf.transpose(x, [0, 2, 1, 3]), [-1, 576])  # Keras Permute + Flatten
-    x = nn.prelu(nn.dense(x, "fc4"), "prelu4")
+    x = nn.prelu(nn.dense(nn.flatten(x), "fc4"), "prelu4")
     return nn.dense(x, "fc5-1", "fc5-2")
 
 
 def onet_body(nn: _Layers, x: Any) -> Any:
-    x = nn.prelu_pool(nn.conv(x, "conv1"), "prelu1", 3, "SAME")
-    x = nn.prelu_pool(nn.conv(x, "conv2"), "prelu2", 3, "VALID")
-    x = nn.prelu_pool(nn.conv(x, "conv3"), "prelu3", 2, "SAME")
+    x = nn.conv_prelu_pool(x, "conv1", "prelu1", 3, "SAME", raw_bgr=True)
+    x = nn.conv_prelu_pool(x, "conv2", "prelu2", 3, "VALID")
+    x = nn.conv_prelu_pool(x, "conv3", "prelu3", 2, "SAME")
     x = nn.prelu(nn.conv(x, "conv4"), "prelu4")
-    x = nn.tf.reshape(nn.tf.transpose(x, [0, 2, 1, 3]), [-1, 1152])
-    x = nn.prelu(nn.dense(x, "fc5"), "prelu5")
+    x = nn.prelu(nn.dense(nn.flatten(x), "fc5"), "prelu5")
     return nn.dense(x, "fc6-1", "fc6-3")  # box offsets and class logits; landmarks unused
 
 
 def crops_graph(tf: Any, weights: Weights, body: Any, side: int) -> Any:
-    """One call per stage: crop every box at side x side from the normalised BGR frame, run
-    the net: the package's crops, bit for bit (channels swapped after cropping).
+    """One call per stage: crop every box at side x side from the uint8 BGR frame, run the net.
 
-    Boxes are (y1, x1, y2, x2) over (height, width), the package's crop convention; at
-    least 2 of them. They go through in two halves that share no data, so with inter-op
-    threads the halves run on two cores at once. Returns (N x 4 box offsets, N scores).
+    The package crops its normalised frame, where outside the frame reads 0: here that is
+    the raw value 127.5, and conv1 normalises (``_Layers.kernel``); bilinear sampling is
+    linear, so the crops are the package's up to rounding. Boxes are (y1, x1, y2, x2) over
+    (height, width), the package's convention; at least 2 of them. They go through in two
+    halves that share no data, so with inter-op threads the halves run on two cores at
+    once. Returns (N x 4 box offsets, N scores).
     """
     nn = _Layers(tf, weights)
 
-    def half(normalised: Any, boxes: Any) -> tuple[Any, Any]:
+    def half(frame: Any, boxes: Any) -> tuple[Any, Any]:
         indices = tf.zeros(tf.shape(boxes)[:1], tf.int32)
-        crops = tf.image.crop_and_resize(normalised[None], boxes, indices, (side, side))
-        heads = body(nn, tf.reverse(crops, [3]))
+        crops = tf.image.crop_and_resize(
+            frame[None], boxes, indices, (side, side), extrapolation_value=127.5
+        )
+        heads = body(nn, crops)
         return heads[:, :4], tf.nn.softmax(heads[:, 4:])[:, 1]
 
     @tf.function(autograph=False, input_signature=[
-        tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32),
+        tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([None, 4], tf.float32),
     ])
-    def run(normalised: Any, boxes: Any) -> tuple[Any, Any]:
+    def run(frame: Any, boxes: Any) -> tuple[Any, Any]:
         middle = tf.shape(boxes)[0] // 2
-        first, second = half(normalised, boxes[:middle]), half(normalised, boxes[middle:])
+        first, second = half(frame, boxes[:middle]), half(frame, boxes[middle:])
         return tf.concat([first[0], second[0]], 0), tf.concat([first[1], second[1]], 0)
 
     return run

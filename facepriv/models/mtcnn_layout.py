@@ -52,7 +52,7 @@ class Canvas:
     levels: np.ndarray  # which pyramid levels it holds (may be none)
     sizes: np.ndarray  # their (height, width)
     index: np.ndarray  # canvas H x W: row of the flat table of its levels' pixels
-    edges: np.ndarray  # M x 2 conv1 outputs just past an odd level edge, see _odd_edges
+    edges: np.ndarray  # M x 6 pooled cells across an odd level edge, see _odd_edges
     valid: np.ndarray  # output cells that belong to a level
     level_of: np.ndarray  # output cells -> pyramid level, -1 for the gaps
 
@@ -95,7 +95,7 @@ def _canvas(levels: np.ndarray, all_sizes: np.ndarray, origins: np.ndarray) -> C
     sizes = all_sizes[levels]
     if len(levels) == 0:  # nothing to run: placeholders of the right ranks
         return Canvas(levels, sizes.reshape(0, 2), np.zeros((CELL, CELL), np.int32),
-                      np.zeros((0, 2), np.int32), np.zeros((1, 1), bool), np.full((1, 1), -1, np.int16))
+                      np.zeros((0, 6), np.int32), np.zeros((1, 1), bool), np.full((1, 1), -1, np.int16))
     placed, canvas = _pack(sizes + (sizes & 1))
     canvas = -(-canvas // CANVAS_STEP) * CANVAS_STEP  # shared shapes: compiled kernels reused
     origins[levels] = placed
@@ -107,27 +107,33 @@ def _canvas(levels: np.ndarray, all_sizes: np.ndarray, origins: np.ndarray) -> C
         index[y : y + h, x : x + w] = np.arange(starts[i], starts[i + 1]).reshape(h, w)
         rows, cols = pnet_cells((h, w))
         level_of[y // 2 : y // 2 + rows, x // 2 : x // 2 + cols] = levels[i]
-        edges.append(_odd_edges(y, x, h, w, canvas - 2))
+        edges.append(_odd_edges(y, x, h, w))
     return Canvas(levels, sizes, index, np.concatenate(edges), level_of >= 0, level_of)
 
 
-def _odd_edges(y: int, x: int, h: int, w: int, conv1: np.ndarray) -> np.ndarray:
-    """conv1 outputs that P-Net's 2 x 2 max-pool must ignore at this level's far edges.
+def _odd_edges(y: int, x: int, h: int, w: int) -> np.ndarray:
+    """The pooled cells of P-Net's 2 x 2 max-pool that straddle this level's far edges.
 
-    A level with an odd conv1 width (odd w) ends with a pool window half outside it: the
-    package pads that half with -inf, while in the canvas it holds the next column's
-    conv1 output. Setting those outputs (the column, the row, their corner) to -inf
-    reproduces the package; on the canvas's own far edges TensorFlow pads the same way.
+    A level of odd width has an odd conv1 width, so its last pool window is half outside
+    it: the package pads that half with -inf, while in the canvas it holds the next
+    column's conv1 output (likewise for an odd height). Each row is one such pooled cell
+    (y, x) and the two conv1 outputs (y, x) it must be the maximum of (the corner's one
+    twice); the graph recomputes these few cells after pooling the whole canvas.
     """
     found = []
-    right, below = x + w - 2, y + h - 2  # first conv1 column / row past the level
-    if w % 2 and right < conv1[1]:
-        found.append(np.stack(np.broadcast_arrays(np.arange(y, below), right), axis=1))
-    if h % 2 and below < conv1[0]:
-        found.append(np.stack(np.broadcast_arrays(below, np.arange(x, right)), axis=1))
-    if w % 2 and h % 2 and right < conv1[1] and below < conv1[0]:
-        found.append(np.array([[below, right]]))
-    return np.concatenate(found).astype(np.int32) if found else np.zeros((0, 2), np.int32)
+    last_row, last_col = y + h - 3, x + w - 3  # the level's last conv1 output
+    rows = np.arange(y, last_row + 1, 2)
+    cols = np.arange(x, last_col + 1, 2)
+    if w % 2:  # right edge: conv1 rows 2i and 2i + 1 (if inside) of the last column
+        below = np.minimum(rows + 1, last_row)
+        found.append(np.stack(np.broadcast_arrays(rows // 2, last_col // 2, rows, last_col,
+                                                  below, last_col), axis=1))
+    if h % 2:  # bottom edge; its right-most cell is the corner, listed above if w is odd
+        cols = cols[:-1] if w % 2 else cols
+        right = np.minimum(cols + 1, last_col)
+        found.append(np.stack(np.broadcast_arrays(last_row // 2, cols // 2, last_row, cols,
+                                                  last_row, right), axis=1))
+    return np.concatenate(found).astype(np.int32) if found else np.zeros((0, 6), np.int32)
 
 
 def _pack(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
