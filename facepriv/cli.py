@@ -29,6 +29,7 @@ nodes:
     source: 0              # webcam index, or an image, video, folder or http/rtsp URL
 - model.mtcnn:
     min_size: 40           # smallest face to look for, in pixels
+- dabble.persist_bbox      # keeps a face masked through frames where the detector misses it
 - draw.mosaic_bbox         # or draw.blur_bbox
 - output.screen            # press q to stop
 # To write files instead of showing them, replace output.screen with:
