@@ -152,13 +152,14 @@ class LocalPool:
         woken = {handles[handle] for handle in wait(list(handles))}
         for worker in woken:
             alive = worker.process.is_alive()  # before reading: a dead worker's last words are all in
-            self._receive(worker)
+            self._receive(worker, pending)
             if not alive:
                 self._bury(worker, pending)
-            elif worker.ready and worker.task is None and pending:
-                self._assign(worker, pending.popleft(), pending)
 
-    def _assign(self, worker: _Worker, task: FileTask, pending: deque[FileTask]) -> None:
+    def _assign(self, worker: _Worker, pending: deque[FileTask]) -> None:
+        if not pending:
+            return
+        task = pending.popleft()
         try:
             worker.conn.send(task)
         except OSError:  # it died just now: its sentinel says so on the next step
@@ -166,7 +167,8 @@ class LocalPool:
             return
         worker.task, worker.frames = task, 0
 
-    def _receive(self, worker: _Worker) -> None:
+    def _receive(self, worker: _Worker, pending: deque[FileTask]) -> None:
+        """Handle what ``worker`` sent; one that is free gets the next file before results are recorded."""
         while True:
             try:
                 if not worker.conn.poll():
@@ -176,6 +178,7 @@ class LocalPool:
                 return  # it died in the middle of a message; the caller handles its exit
             if kind == "ready":
                 worker.ready, self._failed_starts = True, 0
+                self._assign(worker, pending)
             elif kind == "frames":
                 self._report(value - worker.frames)
                 worker.frames = value
@@ -183,6 +186,7 @@ class LocalPool:
                 if value.frames:
                     self._report(value.frames - worker.frames)
                 worker.task, worker.frames = None, 0
+                self._assign(worker, pending)
                 self._report(value)
             elif kind == "fatal":
                 raise value
@@ -221,7 +225,7 @@ class LocalPool:
             for worker in list(self._workers):
                 alive = worker.process.is_alive()
                 with contextlib.suppress(FaceprivError):
-                    self._receive(worker)  # files finished (or interrupted) meanwhile
+                    self._receive(worker, deque())  # files finished (or interrupted) meanwhile
                 if not alive:
                     worker.process.join()
                     worker.conn.close()
