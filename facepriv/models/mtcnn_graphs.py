@@ -7,7 +7,7 @@ independent halves (two P-Net canvases, two halves of the crops) that TensorFlow
 inter-op threads run on both cores. The arithmetic is the Keras layers', reordered where
 that is exact or changes only float rounding: the input normalisation and RGB order are
 folded into each network's first convolution, so the graphs read the uint8 BGR frame as
-it is; PReLU is max(x, a*x) with a*x a diagonal 1 x 1 convolution (2 cheap passes instead
+it is; PReLU is max(x, a*x) with a*x a 1 x 1 depthwise convolution (2 cheap passes instead
 of 5), slopes > 1 applied after the max-pool they commute with; the box and class heads
 are one product; O-Net's landmark head is skipped. P-Net's scores stay within 4e-4 of the
 package's and the final boxes within 0.02 px on the evaluation photos and frames.
@@ -152,14 +152,16 @@ class _Layers:
         return self.tf.nn.bias_add(self.tf.matmul(x, kernel), bias)
 
     def _scaled(self, x: Any, scale: np.ndarray) -> Any:
-        """x times a per-channel scale, as a diagonal 1 x 1 convolution.
+        """x times a per-channel scale, as a 1 x 1 depthwise convolution.
 
-        Exact (one non-zero product per output) and 2-4x faster than a broadcast multiply
-        on this CPU, which made PReLU cost more than the convolutions around it.
+        Exact (one product per output) and faster on this CPU than a broadcast multiply
+        (up to 1.4x) or a diagonal 1 x 1 convolution (10-20 %), measured on the networks'
+        tensor shapes; PReLU once cost more than the convolutions around it.
         """
         if x.shape.rank == 2:
             return x * scale
-        return self.tf.nn.conv2d(x, np.diag(scale).astype(np.float32)[None, None], 1, "VALID")
+        kernel = scale.astype(np.float32).reshape(1, 1, -1, 1)
+        return self.tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
 
     def prelu(self, x: Any, name: str) -> Any:
         """Keras's PReLU, bit for bit, for slopes a <= 1: max(x, a*x)."""
