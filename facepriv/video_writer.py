@@ -5,12 +5,20 @@ frame rate survives and the output lasts as long as the input. The source's audi
 packets are copied unchanged (same bytes, same timestamps), interleaved by time with
 the video. Container and stream metadata (location, device, dates) are dropped unless
 ``keep_metadata``.
+
+Encoding runs in a background thread by default: ``write`` converts the frame to YUV (a
+private copy, so the caller may change its frame afterwards) and queues it; one thread
+encodes and muxes the frames in order while the pipeline works on the next ones (x264
+and PyAV release the GIL). An encoding error is raised by the next ``write`` or by
+``finish``, so a failed file is never finished as if complete.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import queue
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +36,7 @@ CONTAINERS = {"mp4": ("mp4", ".mp4"), "mov": ("mov", ".mov"), "mkv": ("matroska"
 MUXER_KEYS = {"major_brand", "minor_version", "compatible_brands", "encoder"}  # set by the muxer itself
 AUDIO_LEAD = 0.5  # seconds of audio muxed ahead of the video, so the file interleaves well
 FALLBACK_AUDIO_CODEC = "aac"
+QUEUED_FRAMES = 4  # frames waiting for the encoding thread; bounds memory and latency
 MPEG_RANGE = 1  # AVCOL_RANGE_MPEG: OpenCV's BGR->I420 gives limited-range YUV
 
 
@@ -112,6 +121,7 @@ class VideoWriter:
         source: Path | None = None,
         color_tags: dict[str, Any] | None = None,
         sample_aspect_ratio: Fraction | None = None,
+        background: bool = True,
     ) -> None:
         av = load_av()
         width, height = size
@@ -121,6 +131,10 @@ class VideoWriter:
                            path.name, width, height, *self.size)
         options = {"movflags": "+faststart"} if settings.container in ("mp4", "mov") else {}
         self._path = path
+        self._failure: BaseException | None = None  # raised by the encoding thread
+        self._discard = False  # abort: the thread drops what is still queued
+        self._queue: queue.Queue[tuple[np.ndarray, int, int | None] | None] = queue.Queue(QUEUED_FRAMES)
+        self._thread: threading.Thread | None = None
         self._out = av.open(str(path), "w", format=settings.format_name, options=options)
         self._source: Any = None
         try:
@@ -148,12 +162,17 @@ class VideoWriter:
         self._step = max(1, round(1 / (fps * time_base))) if fps > 0 else 1
         self._last_pts: int | None = None
         self.frames = 0
+        if background:
+            self._thread = threading.Thread(
+                target=self._encode_queued, name=f"encode {path.name}", daemon=True
+            )
+            self._thread.start()
 
     def write(self, image: np.ndarray, pts: int | None = None, duration: int | None = None) -> None:
         """Encode one BGR frame shown at ``pts`` (time-base units) for ``duration``."""
         import cv2
 
-        av = load_av()
+        self._raise_failure()
         if pts is None:
             pts = 0 if self._last_pts is None else self._last_pts + self._step
         elif self._last_pts is not None and pts <= self._last_pts:
@@ -161,17 +180,50 @@ class VideoWriter:
         width, height = self.size
         if image.shape[1] != width or image.shape[0] != height:
             image = _fit(image, width, height)
-        yuv = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+        item = (cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), pts, duration)
+        self._last_pts = pts
+        self._end = pts + (duration or self._step)
+        self.frames += 1
+        if self._thread is None:
+            self._encode(*item)
+            return
+        while True:  # never wait forever on a thread that has stopped
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                self._raise_failure()
+
+    def _encode(self, yuv: np.ndarray, pts: int, duration: int | None) -> None:
+        av = load_av()
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts, frame.time_base = pts, self._time_base
         if duration:
             frame.duration = duration
         self._out.mux(self._video.encode(frame))
-        self._last_pts = pts
-        self._end = pts + (duration or self._step)
-        self.frames += 1
         if self._audio is not None:
             self._audio.copy_until(float(pts * self._time_base) + AUDIO_LEAD)
+
+    def _encode_queued(self) -> None:
+        """The encoding thread: queued frames in order until None; after a failure, or
+        when aborting, it only empties the queue."""
+        while (item := self._queue.get()) is not None:
+            if self._failure is None and not self._discard:
+                try:
+                    self._encode(*item)
+                except BaseException as err:  # noqa: BLE001 - handed to the writing thread
+                    self._failure = err
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _drain(self) -> None:
+        """Wait until the encoding thread has handled every queued frame, and stop it."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def finish(self, whole_audio: bool = True) -> None:
         """Flush the encoder, copy the remaining audio and close the file.
@@ -180,6 +232,8 @@ class VideoWriter:
         of the last frame written.
         """
         try:
+            self._drain()
+            self._raise_failure()
             self._out.mux(self._video.encode(None))
             if self._audio is not None:
                 end = None if whole_audio or self._last_pts is None else float(self._end * self._time_base)
@@ -195,7 +249,9 @@ class VideoWriter:
         once instead of delaying a Ctrl-C by as long as the file is large.
         """
         self._path.unlink(missing_ok=True)
+        self._discard = True
         try:
+            self._drain()
             self._close()
         except Exception:  # the file is thrown away anyway
             logger.debug("closing an aborted video failed", exc_info=True)
