@@ -142,12 +142,17 @@ def run(
     help="With --video: how many of the worst frames to list per video.",
 )
 @click.option(
+    "--confirm/--no-confirm", default=True, show_default=True,
+    help="With --video: count a reference face only if the reference also finds it on the "
+    "frame before or after (drops one-frame false detections).",
+)
+@click.option(
     "--output", default=None, type=click.Path(dir_okay=False), help="Also write the report as JSON."
 )
 @_log_level_option("warning")
 def evaluate(config_path: str, annotations: str | None, videos: tuple[str, ...], reference: str,
-             reference_config: str | None, min_face_size: int, worst: int, output: str | None,
-             log_level: str) -> None:
+             reference_config: str | None, min_face_size: int, worst: int, confirm: bool,
+             output: str | None, log_level: str) -> None:
     """Measure a config on annotated photos (recall, precision, leak rate, collateral) or on
     videos (frames whose output still shows a face)."""
     _setup_logging(log_level)
@@ -157,7 +162,7 @@ def evaluate(config_path: str, annotations: str | None, videos: tuple[str, ...],
         from facepriv.evaluation.video_eval import evaluate_videos, format_video_report
 
         report = evaluate_videos(config_path, list(videos), reference, reference_config,
-                                 min_face_size=min_face_size, worst=worst)
+                                 min_face_size=min_face_size, worst=worst, confirm=confirm)
         click.echo(format_video_report(report))
     else:
         from facepriv.evaluation.evaluate import evaluate as run_eval

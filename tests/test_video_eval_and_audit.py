@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -122,3 +123,36 @@ def test_interrupted_run_writes_no_audit_for_the_unfinished_file(short_clip, tmp
     code, _ = interrupt_run(config, tmp_path, "short.mp4: 10 frames read")
     assert code == 130
     assert not (out / "short.mp4.audit.json").exists() and not (out / "short.mp4").exists()
+
+
+def test_one_frame_reference_faces_count_only_without_confirmation(short_clip):
+    """A reference 'face' on a single frame (as on a waving hand) is left out by default."""
+    from facepriv.evaluation.video_eval import _LeakCheck
+    from facepriv.nodes.input.visual import Node as VisualInput
+
+    class BlinkingReference:
+        """Finds the same real region, but on frame 3 only."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def run(self, inputs):
+            self.calls += 1
+            boxes = [[0.1, 0.1, 0.3, 0.4]] if self.calls == 4 else []
+            return {"bboxes": np.array(boxes, dtype=np.float32).reshape(-1, 4),
+                    "bbox_scores": np.ones(len(boxes), dtype=np.float32)}
+
+        def release(self, completed=True):
+            """Nothing to free."""
+
+    for confirm, expected in ((True, 0), (False, 1)):
+        reader = VisualInput(source=str(short_clip))
+        check = _LeakCheck(BlinkingReference(), min_face_size=20, confirm=confirm)
+        for _ in range(6):
+            frame = reader.run({})
+            check.run({"eval_original": frame["img"], "img": frame["img"], "frame_info": frame["frame_info"]})
+        check.run({"pipeline_end": True})
+        assert len(check.frames) == 6
+        assert sum(frame["leaked"] for frame in check.frames) == expected
+        assert check.unconfirmed == (1 if confirm else 0)
+        reader.release()
