@@ -156,3 +156,19 @@ def test_one_frame_reference_faces_count_only_without_confirmation(short_clip):
         assert sum(frame["leaked"] for frame in check.frames) == expected
         assert check.unconfirmed == (1 if confirm else 0)
         reader.release()
+
+
+def test_photo_eval_runs_configs_that_hold_masks(faces_dir, face_annotations, tmp_path):
+    """Photos are single frames: dabble.persist_bbox hands each on at once and adds nothing."""
+    from facepriv.evaluation.evaluate import evaluate
+
+    subset = tmp_path / "annotations.json"
+    images = [dict(entry, file=str(faces_dir / entry["file"])) for entry in face_annotations[:4]]
+    subset.write_text(json.dumps({"format": "face-boxes-v1", "images": images}))
+    reports = {}
+    for name, nodes in (("with", ["model.mtcnn", "dabble.persist_bbox", "draw.mosaic_bbox"]),
+                        ("without", ["model.mtcnn", "draw.mosaic_bbox"])):
+        config = write_config(tmp_path / f"{name}.yml", [{"input.visual": {"source": "x"}}, *nodes])
+        reports[name] = evaluate(config, subset, progress=False)
+    assert reports["with"]["overall"] == reports["without"]["overall"]
+    assert reports["with"]["collateral"] == reports["without"]["collateral"]

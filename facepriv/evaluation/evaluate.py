@@ -22,11 +22,11 @@ from facepriv.evaluation.metrics import (
     match_detections,
     size_bucket,
 )
-from facepriv.media import read_image
+from facepriv.media import FrameInfo, MediaItem, read_image
 
 IOU_THRESHOLDS = (0.5, 0.3)
 EVALUATED_TYPES = ("model", "draw", "dabble")
-FED_KEYS = ("img", "filename", "pipeline_end", "saved_video_fps")  # what eval puts in the pool
+FED_KEYS = ("img", "filename", "pipeline_end", "saved_video_fps", "frame_info")  # what eval feeds
 
 
 @dataclass
@@ -107,7 +107,7 @@ def evaluate(
         faces = np.asarray(entry["faces"], dtype=np.float64).reshape(-1, 4)
         ignore = np.asarray(entry.get("ignore", []), dtype=np.float64).reshape(-1, 4)
         started = time.perf_counter()
-        data = _run_nodes(nodes, image.copy(), entry["file"])
+        data = _run_nodes(nodes, image.copy(), root / entry["file"])
         seconds += time.perf_counter() - started
         output = data.get("img")
         if on_image is not None:
@@ -154,9 +154,12 @@ def evaluate(
     }
 
 
-def _run_nodes(nodes: list[Any], image: np.ndarray, filename: str) -> dict[str, Any]:
+def _run_nodes(nodes: list[Any], image: np.ndarray, path: Path) -> dict[str, Any]:
+    """The pool input.visual would give for this photo, through the evaluated nodes."""
+    item = MediaItem(path, path.name, "image", fps=1.0)
     data: dict[str, Any] = {
-        "img": image, "filename": filename, "pipeline_end": False, "saved_video_fps": 1.0,
+        "img": image, "filename": path.name, "pipeline_end": False, "saved_video_fps": 1.0,
+        "frame_info": FrameInfo(item, 0),
     }
     for node in nodes:
         data.update(node.run(data if "all" in node.inputs else {k: data[k] for k in node.inputs}))
