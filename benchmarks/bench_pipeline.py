@@ -23,7 +23,7 @@ output.media_writer) on the clip for --full_frames frames, once per model of --m
 runner's RunSummary.node_seconds) and the peak RSS.
 
     python benchmarks/bench_pipeline.py                 # I/O, 300 frames, 5 rounds
-    python benchmarks/bench_pipeline.py --full          # whole pipeline, 30 frames
+    python benchmarks/bench_pipeline.py --full          # whole pipeline, 300 frames
 """
 
 from __future__ import annotations
@@ -185,17 +185,29 @@ def bench_full(clip: Path, frames: int, work: Path, model: str) -> None:
     built = time.perf_counter()
     nodes = build_nodes(config)
     setup = time.perf_counter() - built
+    cpu_before = _cpu_seconds()
     summary = Pipeline(nodes).run(num_iter=frames)
+    cpu = _cpu_seconds() - cpu_before
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     busy = sum(summary.node_seconds.values())
+    count = max(summary.iterations, 1)
     print(f"\nfull pipeline: {summary.iterations} frames of {clip.name} in {summary.seconds:.1f} s "
           f"({summary.iterations / summary.seconds:.2f} frames/s; building the nodes took {setup:.1f} s)")
     for name, seconds in summary.node_seconds.items():
-        per_frame = 1000 * seconds / max(summary.iterations, 1)
+        per_frame = 1000 * seconds / count
         print(f"  {name:22} {seconds:7.2f} s {100 * seconds / busy:5.1f} %  {per_frame:7.1f} ms/frame")
     rest = summary.seconds - busy
     print(f"  {'outside the nodes':22} {rest:7.2f} s         (runner; release: the encoder's last frames)")
-    print(f"  peak RSS {peak_mb:.0f} MB")
+    print("  (output.media_writer's time is the YUV conversion and hand-over: x264 encodes in its "
+          "own threads,\n   alongside the next frames' nodes)")
+    print(f"  CPU, all threads: {1000 * cpu / count:.1f} ms/frame "
+          f"({cpu / summary.seconds:.2f} cores busy on average); peak RSS {peak_mb:.0f} MB")
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -207,7 +219,7 @@ def main() -> None:
     add("--full", action="store_true", help="run the whole pipeline instead")
     add("--models", nargs="+", default=["model.mtcnn", "model.centerface"],
         help="model nodes for --full, one pipeline each (default: model.mtcnn model.centerface)")
-    add("--full_frames", type=int, default=30, help="frames for --full (default 30)")
+    add("--full_frames", type=int, default=300, help="frames for --full (default 300)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
