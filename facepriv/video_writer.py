@@ -15,6 +15,7 @@ and PyAV release the GIL). An encoding error is raised by the next ``write`` or 
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import queue
@@ -59,6 +60,7 @@ class EncoderSettings:
         return CONTAINERS[self.container][0]
 
 
+@functools.lru_cache(maxsize=16)  # settings that encoded once do again: a batch worker checks per file
 def check_settings(settings: EncoderSettings) -> None:
     """Encode one tiny frame in memory, so a bad codec, preset or container fails before the first frame."""
     av = load_av()
