@@ -125,8 +125,9 @@ def run(
     "reference detector looks for faces left visible in its output frames.",
 )
 @click.option(
-    "--reference", default="model.mtcnn", show_default=True,
-    help="With --video: the model node that finds faces in the input frames.",
+    "--reference", default="model.centerface", show_default=True,
+    help="With --video: the model node that finds faces in the input frames "
+    "(model.centerface needs facepriv[centerface]; model.mtcnn needs nothing more).",
 )
 @click.option(
     "--reference_config", default=None,

@@ -29,7 +29,8 @@ def reports(short_clip, tmp_path_factory):
         {"input.visual": {"source": clip}}, "model.mtcnn", "dabble.persist_bbox", "draw.mosaic_bbox",
         {"output.media_writer": {"output_dir": str(folder / "never")}},
     ])
-    return evaluate_videos(bare, [clip], worst=5), evaluate_videos(masked, [clip]), folder
+    return (evaluate_videos(bare, [clip], worst=5),
+            evaluate_videos(masked, [clip], reference="model.mtcnn"), folder)
 
 
 def test_unmasked_output_leaks_every_frame_and_lists_the_worst(reports):
@@ -59,7 +60,7 @@ def test_eval_video_cli_prints_table_and_writes_json(short_clip, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "short.mp4" in result.stdout and "0 frame(s) leave a face visible" in result.stdout
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["videos"][0]["frames"] == 40 and report["reference"] == "model.mtcnn"
+    assert report["videos"][0]["frames"] == 40 and report["reference"] == "model.centerface"
 
 
 @pytest.mark.parametrize("args, message", [
