@@ -157,16 +157,19 @@ def bench(name: str, frames: list[np.ndarray], detectors: dict[str, Detector], r
         for detect in detectors.values():
             detect(frame)
     times: dict[str, list[float]] = {key: [] for key in detectors}
+    cpu: dict[str, list[float]] = {key: [] for key in detectors}
     boxes: dict[str, list[np.ndarray]] = {key: [] for key in detectors}
     for run in range(runs):
         for frame in frames:
             for key, detect in detectors.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 found = detect(frame)
                 times[key].append(time.perf_counter() - start)
+                cpu[key].append(time.process_time() - start_cpu)
                 if run == 0:
                     boxes[key].append(found)
     ms = {key: 1000 * float(np.median(values)) for key, values in times.items()}
+    cpu_ms = {key: 1000 * float(np.median(values)) for key, values in cpu.items()}
     failed = sum(found is None for found in boxes["stock"])
     stock_faces = sum(len(found) for found in boxes["stock"] if found is not None)
     fixed, ours = boxes["stock-fixed"], boxes["ours"]
@@ -176,7 +179,8 @@ def bench(name: str, frames: list[np.ndarray], detectors: dict[str, Detector], r
     print(
         f"{name:>11} {len(frames):>4} {ms['stock']:>8.1f} {ms['stock-fixed']:>8.1f} "
         f"{ms['ours']:>7.1f} {ms['ours'] / ms['stock']:>7.3f} {ms['ours'] / ms['stock-fixed']:>7.3f} "
-        f"{ms['ours-defaults']:>9.1f}   {failed:>3} fail {stock_faces:>3} faces | "
+        f"{ms['ours-defaults']:>9.1f} {cpu_ms['stock']:>7.1f} {cpu_ms['ours']:>6.1f} "
+        f"{cpu_ms['ours'] / cpu_ms['stock']:>6.3f}   {failed:>3} fail {stock_faces:>3} faces | "
         f"{_share(fixed_hit, fixed_total)} of {fixed_total:>3}  "
         f"{_share(ours_hit, ours_total)} of {ours_total:>3}",
         flush=True,
@@ -191,17 +195,24 @@ def speed_and_agreement(args: argparse.Namespace) -> None:
     detectors = build_detectors(args)
     frames = video_frames(args.frames_per_video)
     print(f"{len(frames)} video frames from {sum(p.exists() for p in VIDEOS)} videos; "
-          f"{args.runs} interleaved runs; TensorFlow threads: {_threads()}")
-    print("ms per frame (median); ratio = ours / stock; agreement at IoU >= 0.9 against stock-fixed")
+          f"{args.runs} interleaved runs; TensorFlow threads: {_threads()}; {_load()}")
+    print("ms per frame (median); ratio = ours / stock; cpu = CPU ms of all threads (median), "
+          "cpu-r = ours / stock;\nagreement at IoU >= 0.9 against stock-fixed")
     print(f"{'frames':>11} {'n':>4} {'stock':>8} {'st-fixed':>8} {'ours':>7} {'ratio':>7} "
-          f"{'r-fixed':>7} {'ours-dflt':>9}   stock as shipped     | stock-fixed found by ours, "
-          f"ours found by stock-fixed")
+          f"{'r-fixed':>7} {'ours-dflt':>9} {'cpu-st':>7} {'cpu':>6} {'cpu-r':>6}   stock as shipped"
+          f"     | stock-fixed found by ours, ours found by stock-fixed")
     for width, height in SIZES:
         sized = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
         bench(f"{width}x{height}", sized, detectors, args.runs)
     pictures = photos(args.photos)
     if pictures:
         bench("photos", pictures, detectors, 1)
+    print(_load())
+
+
+def _load() -> str:
+    """The 1-minute load average: other jobs on this shared box slow every column."""
+    return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
 
 
 def _threads() -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import shutil
 import statistics
@@ -201,7 +202,8 @@ def bench_full(clip: Path, frames: int, work: Path, model: str) -> None:
     print("  (output.media_writer's time is the YUV conversion and hand-over: x264 encodes in its "
           "own threads,\n   alongside the next frames' nodes)")
     print(f"  CPU, all threads: {1000 * cpu / count:.1f} ms/frame "
-          f"({cpu / summary.seconds:.2f} cores busy on average); peak RSS {peak_mb:.0f} MB")
+          f"({cpu / summary.seconds:.2f} cores busy on average); peak RSS {peak_mb:.0f} MB; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
 def _cpu_seconds() -> float:
