@@ -39,6 +39,9 @@ NMS_PNET_LEVEL, NMS_PNET_ALL, NMS_RNET, NMS_ONET = 0.5, 0.7, 0.7, 0.7
 NMS_DENSE = 32  # up to this many boxes NMS compares every pair at once (measured: the
 # sweep below is 2x faster at 64 boxes, 6x at 256)
 NMS_PAIRS = 1 << 18  # beyond, box pairs compared at once: bounds memory on crowded frames
+# Crops from which R-Net and O-Net run as two halves on two threads: below, the second
+# thread's overhead outweighs its share (O-Net does about 10x R-Net's work per crop).
+SPLIT_RNET, SPLIT_ONET = 32, 4
 LAYOUTS_KEPT = 4  # canvas layouts cached, one per frame size: a video needs one
 LOGIT_SLACK = 1e-3  # the graph keeps cells a hair under the threshold; the exact test follows
 
@@ -79,8 +82,8 @@ class MTCNNCascade:
         pnet, rnet, onet = mtcnn_graphs.load_weights(paths)
         self._graphs = (
             mtcnn_graphs.pnet_graph(tf, pnet),
-            mtcnn_graphs.crops_graph(tf, rnet, mtcnn_graphs.rnet_body, 24),
-            mtcnn_graphs.crops_graph(tf, onet, mtcnn_graphs.onet_body, 48),
+            mtcnn_graphs.crops_graph(tf, rnet, mtcnn_graphs.rnet_body, 24, SPLIT_RNET),
+            mtcnn_graphs.crops_graph(tf, onet, mtcnn_graphs.onet_body, 48, SPLIT_ONET),
         )
         # Their one concrete graph each, called directly: skips ~1 ms of argument binding.
         self._pnet, self._rnet, self._onet = (g.get_concrete_function() for g in self._graphs)
@@ -257,10 +260,10 @@ def _weight_paths(weights_dir: str | os.PathLike[str] | None) -> list[Path]:
 
 
 def _batch_size(count: int) -> int:
-    """``count`` rounded up to 2-8, then multiples of 8 to 64, then of 32: 45 sizes up to
+    """``count`` rounded up to 1-8, then multiples of 8 to 64, then of 32: 46 sizes up to
     1,000 candidates, and little padding where O-Net's crops are costly."""
     if count <= 8:
-        return max(count, 2)  # the graphs run the boxes in two non-empty halves
+        return count
     step = 8 if count <= 64 else 32
     return -(-count // step) * step
 

@@ -3,14 +3,15 @@
 The networks are rebuilt from the mtcnn package's Keras models with their weights folded in
 as constants, so each stage is one graph call per frame with no Keras dispatch, and every
 graph takes inputs of unknown size, so new frame sizes never retrace. Each graph holds two
-independent halves (two P-Net canvases, two halves of the crops) that TensorFlow's two
-inter-op threads run on both cores. The arithmetic is the Keras layers', reordered where
-that is exact or changes only float rounding: the input normalisation and RGB order are
-folded into each network's first convolution, so the graphs read the uint8 BGR frame as
-it is; PReLU is max(x, a*x) with a*x a 1 x 1 depthwise convolution (2 cheap passes instead
-of 5), slopes > 1 applied after the max-pool they commute with; the box and class heads
-are one product; O-Net's landmark head is skipped. P-Net's scores stay within 4e-4 of the
-package's and the final boxes within 0.02 px on the evaluation photos and frames.
+independent halves (two P-Net canvases; two halves of the crops when there are enough of
+them) that TensorFlow's two inter-op threads run on both cores. The arithmetic is the
+Keras layers', reordered where that is exact or changes only float rounding: the input
+normalisation and RGB order are folded into each network's first convolution, so the
+graphs read the uint8 BGR frame as it is; PReLU is max(x, a*x) with a*x a 1 x 1 depthwise
+convolution (2 cheap passes instead of 5), slopes > 1 applied after the max-pool they
+commute with; the box and class heads are one product; O-Net's landmark head is skipped.
+P-Net's scores stay within 4e-4 of the package's and the final boxes within 0.02 px on the
+evaluation photos and frames.
 
 TensorFlow is imported on first use, never when this module is imported.
 """
@@ -268,15 +269,15 @@ def onet_body(nn: _Layers, x: Any) -> Any:
     return nn.dense(x, "fc6-1", "fc6-3")  # box offsets and class logits; landmarks unused
 
 
-def crops_graph(tf: Any, weights: Weights, body: Any, side: int) -> Any:
+def crops_graph(tf: Any, weights: Weights, body: Any, side: int, split_from: int) -> Any:
     """One call per stage: crop every box at side x side from the uint8 BGR frame, run the net.
 
     The package crops its normalised frame, where outside the frame reads 0: here that is
     the raw value 127.5, and conv1 normalises (``_Layers.kernel``); bilinear sampling is
     linear, so the crops are the package's up to rounding. Boxes are (y1, x1, y2, x2) over
-    (height, width), the package's convention; at least 2 of them. They go through in two
-    halves that share no data, so with inter-op threads the halves run on two cores at
-    once. Returns (N x 4 box offsets, N scores).
+    (height, width), the package's convention. From ``split_from`` boxes on they go through
+    in two halves that share no data, so with inter-op threads the halves run on two cores
+    at once. Returns (N x 4 box offsets, N scores).
     """
     nn = _Layers(tf, weights)
 
@@ -288,12 +289,16 @@ def crops_graph(tf: Any, weights: Weights, body: Any, side: int) -> Any:
         heads = body(nn, crops)
         return heads[:, :4], tf.nn.softmax(heads[:, 4:])[:, 1]
 
+    def halves(frame: Any, boxes: Any) -> tuple[Any, Any]:
+        middle = tf.shape(boxes)[0] // 2
+        first, second = half(frame, boxes[:middle]), half(frame, boxes[middle:])
+        return tf.concat([first[0], second[0]], 0), tf.concat([first[1], second[1]], 0)
+
     @tf.function(autograph=False, input_signature=[
         tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([None, 4], tf.float32),
     ])
     def run(frame: Any, boxes: Any) -> tuple[Any, Any]:
-        middle = tf.shape(boxes)[0] // 2
-        first, second = half(frame, boxes[:middle]), half(frame, boxes[middle:])
-        return tf.concat([first[0], second[0]], 0), tf.concat([first[1], second[1]], 0)
+        return tf.cond(tf.shape(boxes)[0] >= split_from, lambda: halves(frame, boxes),
+                       lambda: half(frame, boxes))
 
     return run
