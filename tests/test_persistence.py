@@ -309,3 +309,23 @@ def test_persistence_settings_are_validated():
     with pytest.raises(ConfigError, match="hold_frames"):
         build_node("dabble.persist_bbox", {"hold_frames": -1})
 
+
+
+def test_live_sources_are_decided_at_once_with_held_masks_only(face_patch, detector):
+    patch, face = face_patch
+    frames = [compose(patch, [(100 + 10 * t, 120)]) for t in range(8)]
+    source = Frames(frames)
+    source.item = MediaItem(None, "webcam_0.mp4", "live", fps=30.0)
+    persist = build_node("dabble.persist_bbox", {"backfill_frames": 5})
+    handed_on = []
+    for index in range(8):
+        pool = source.run({})
+        found = detector.run({"img": pool["img"]})
+        if index in (5, 6):
+            found = {"bboxes": np.zeros((0, 4), np.float32), "bbox_labels": np.array([]),
+                     "bbox_scores": np.zeros(0, np.float32)}
+        result = persist.run({**pool, **found})
+        assert result is not None and result["frame_info"].index == index, "no frame waits"
+        assert not persist.pending()
+        handed_on.append(result)
+    assert [bool(r["bbox_held"].any()) for r in handed_on] == [False] * 5 + [True, True, False]

@@ -80,7 +80,7 @@ class Node(AbstractNode):
         item = info.item if info is not None else None
         if item is None or item is not self._item:
             self._item = item
-            tracked = item is not None and item.kind == "video"
+            tracked = item is not None and item.kind in ("video", "live")  # a photo is one frame
             self._tracks = FaceTracks(self.settings) if tracked else None
         time = info.index if info is not None else 0
         self._newest = time
