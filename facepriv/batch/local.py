@@ -1,7 +1,8 @@
 """The local engine: worker processes on this machine, supervised by the job's parent.
 
 Each worker is a spawned process (TensorFlow is not safe across fork) that builds the
-pipeline once and then takes one file at a time over its own pipe. The parent waits on
+pipeline once and then processes the files the parent sends over its own pipe, one at a
+time (the next one is sent ahead, so a worker never waits between files). The parent waits on
 the pipes and on the processes themselves, so a worker that dies (killed, out of
 memory, a crash in native code) is noticed at once: its file is reported failed and a
 new worker takes its place. Workers ignore Ctrl-C; the parent stops them, letting the
@@ -19,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -38,6 +39,7 @@ logger = logging.getLogger("facepriv.batch")
 FRAMES_REPORT_SECONDS = 0.5  # how often a worker reports frames in the middle of a file
 STOP_SECONDS = 20.0  # how long a stopping worker may take to discard its file before it is killed
 MAX_FAILED_STARTS = 3  # workers dying in a row before they ever took a file: the job stops
+QUEUED_PER_WORKER = 2  # files sent ahead, so a worker never waits for the parent between files
 
 Report = Callable[[Any], None]  # called with a FileResult, or an int: frames read since the last call
 
@@ -62,9 +64,9 @@ def _worker_main(conn: Connection, spec: JobSpec) -> None:
     stop = threading.Event()
 
     def on_stop(signum: int, frame: Any) -> None:
+        stop.set()  # files still queued for this worker stay unprocessed
         if worker is not None and worker.interruptible:
             raise KeyboardInterrupt  # the file's pipeline discards its unfinished output
-        stop.set()
 
     signal.signal(signal.SIGTERM, on_stop)
     try:
@@ -105,13 +107,13 @@ def _frames_reporter(conn: Connection) -> Callable[[int], None]:
 class _Worker:
     process: Any
     conn: Connection
-    task: FileTask | None = None
+    tasks: deque[FileTask] = field(default_factory=deque)  # sent to it, in order; the first is in progress
     ready: bool = False
     frames: int = 0  # frames of the current task reported so far
 
 
 class LocalPool:
-    """``size`` worker processes fed one file at a time; one that dies is replaced."""
+    """``size`` worker processes, each processing one file at a time; one that dies is replaced."""
 
     def __init__(self, spec: JobSpec, size: int, report: Report) -> None:
         self._spec = spec
@@ -127,7 +129,7 @@ class LocalPool:
         try:
             for _ in range(min(self._size, len(pending))):
                 self._start()
-            while pending or any(worker.task for worker in self._workers):
+            while pending or any(worker.tasks for worker in self._workers):
                 self._step(pending)
         except BaseException:
             with sigint_ignored():  # a second Ctrl-C must not leave workers behind
@@ -157,15 +159,14 @@ class LocalPool:
                 self._bury(worker, pending)
 
     def _assign(self, worker: _Worker, pending: deque[FileTask]) -> None:
-        if not pending:
-            return
-        task = pending.popleft()
-        try:
-            worker.conn.send(task)
-        except OSError:  # it died just now: its sentinel says so on the next step
-            pending.appendleft(task)
-            return
-        worker.task, worker.frames = task, 0
+        while pending and len(worker.tasks) < QUEUED_PER_WORKER:
+            task = pending.popleft()
+            try:
+                worker.conn.send(task)
+            except OSError:  # it died just now: its sentinel says so on the next step
+                pending.appendleft(task)
+                return
+            worker.tasks.append(task)
 
     def _receive(self, worker: _Worker, pending: deque[FileTask]) -> None:
         """Handle what ``worker`` sent; one that is free gets the next file before results are recorded."""
@@ -185,7 +186,8 @@ class LocalPool:
             elif kind == "done":
                 if value.frames:
                     self._report(value.frames - worker.frames)
-                worker.task, worker.frames = None, 0
+                worker.tasks.popleft()
+                worker.frames = 0
                 self._assign(worker, pending)
                 self._report(value)
             elif kind == "fatal":
@@ -196,10 +198,12 @@ class LocalPool:
         worker.conn.close()
         self._workers.remove(worker)
         reason = death_reason(worker.process.exitcode)
-        if worker.task is not None:
-            logger.error("a worker process died (%s) while processing '%s'", reason, worker.task.path)
-            self._report(FileResult(worker.task, "failed",
-                                    error=f"the worker process died ({reason}) while processing it"))
+        if worker.tasks:
+            task = worker.tasks.popleft()
+            pending.extendleft(reversed(worker.tasks))  # sent ahead, never started
+            logger.error("a worker process died (%s) while processing '%s'", reason, task.path)
+            error = f"the worker process died ({reason}) while processing it"
+            self._report(FileResult(task, "failed", error=error))
         elif not worker.ready:
             self._failed_starts += 1
             if self._failed_starts >= MAX_FAILED_STARTS:
@@ -215,7 +219,7 @@ class LocalPool:
         for worker in self._workers:
             with contextlib.suppress(OSError):
                 worker.conn.send(None)
-            if worker.task is not None:
+            if worker.tasks:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.process.pid, signal.SIGTERM)
             elif not worker.ready:
