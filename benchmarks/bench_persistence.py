@@ -10,9 +10,9 @@ compared, so a busy machine slows them alike:
 * ``file``: dabble.persist_bbox with ``lookahead: file`` (boxes of the whole clip first,
   then every frame decoded a second time for rendering).
 
-It prints frames per second, the overhead against ``without`` and the persistence
-node's own share of the run (RunSummary.node_seconds), which load on the machine
-disturbs less than wall time.
+It prints frames per second, the overhead against ``without`` and the milliseconds per
+frame spent inside each node (RunSummary.node_seconds): the persistence node's own cost
+is disturbed less by load on the machine than wall time.
 
     python benchmarks/bench_persistence.py [--rounds 2] [--model model.mtcnn]
 """
@@ -38,8 +38,8 @@ VARIANTS = {"without": None, "window": {"lookahead": "window"}, "file": {"lookah
 
 
 def run_once(clip: Path, out_dir: Path, frames: int | None, model: str,
-             persist: dict | None) -> tuple[int, float, float]:
-    """Frames written, wall seconds of one run and the persistence node's own seconds."""
+             persist: dict | None) -> tuple[int, float, dict[str, float]]:
+    """Frames written, wall seconds of one run and each node's own seconds."""
     nodes = [build_node("input.visual", {"source": str(clip)}), build_node(model)]
     if persist is not None:
         nodes.append(build_node("dabble.persist_bbox", persist))
@@ -48,7 +48,7 @@ def run_once(clip: Path, out_dir: Path, frames: int | None, model: str,
     started = time.perf_counter()
     summary = Pipeline(nodes).run(num_iter=frames)
     wall = time.perf_counter() - started
-    return summary.iterations, wall, summary.node_seconds.get("dabble.persist_bbox", 0.0)
+    return summary.iterations, wall, summary.node_seconds
 
 
 def main() -> None:
@@ -65,20 +65,22 @@ def main() -> None:
         clip = args.clip or make_clip(work / "clip720.mp4")
         run_once(clip, work / "warm", 5, args.model, None)  # load the model, warm caches
         walls: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        own: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        own: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
         for _ in range(args.rounds):
             for name, persist in VARIANTS.items():
                 count, wall, node = run_once(clip, work / name, args.frames, args.model, persist)
                 walls[name].append(wall)
                 own[name].append(node)
     base = statistics.median(walls["without"])
+    nodes = list(own["window"][0])
     print(f"{count} frames of 1280x720, {args.model}, median of {args.rounds} interleaved rounds")
-    print(f"{'variant':<10}{'fps':>8}{'vs without':>12}{'persist node':>14}")
+    print(f"{'variant':<10}{'fps':>8}{'vs without':>12}" + "".join(f"{n.split('.')[1]:>14}" for n in nodes))
     for name in VARIANTS:
         wall = statistics.median(walls[name])
-        share = 100 * statistics.median(own[name]) / wall
-        print(f"{name:<10}{count / wall:>8.2f}{100 * (wall / base - 1):>+11.1f}%{share:>13.2f}%")
-
+        shares = [statistics.median(run.get(node, 0.0) for run in own[name]) / count * 1000 for node in nodes]
+        print(f"{name:<10}{count / wall:>8.2f}{100 * (wall / base - 1):>+11.1f}%"
+              + "".join(f"{ms:>11.2f} ms" for ms in shares))
+    print("(per-node columns: milliseconds per frame inside that node)")
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,11 @@ frame without its detection is then read off its history:
 - before its first detection, for up to ``backfill_frames``: moved back with its first
   motion (a face is masked a little before the detector first caught it).
 
+Only tracks detected on at least ``min_detections`` frames persist: at low thresholds a
+detector's false boxes flicker on single frames, and holding each of them would hide (and
+cost) far more than the faces. A face found on two frames even far apart (within
+``hold_frames``) qualifies, and with lookahead the gap between them is filled too.
+
 Such boxes grow while no detection confirms them, because the estimate gets less sure.
 Boxes are in normalised [0, 1] x1, y1, x2, y2 coordinates; overlap and relative
 distances do not depend on the frame's aspect ratio in that space.
@@ -30,6 +35,7 @@ class TrackSettings:
 
     hold_frames: int = 15
     backfill_frames: int = 10
+    min_detections: int = 2  # a one-frame detection is mostly a false one: not held
     growth_per_frame: float = 0.05
     max_growth: float = 1.5
     min_iou: float = 0.2
@@ -70,6 +76,8 @@ class Track:
 
     def box_at(self, time: int, settings: TrackSettings) -> tuple[np.ndarray, float] | None:
         """The track's mask at a frame where it was not detected, or None if it has none."""
+        if len(self.times) < settings.min_detections:
+            return None
         index = bisect_left(self.times, time)
         if index < len(self.times) and self.times[index] == time:
             return None  # detected there: the detection itself is the mask

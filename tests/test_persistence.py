@@ -329,3 +329,16 @@ def test_live_sources_are_decided_at_once_with_held_masks_only(face_patch, detec
         assert not persist.pending()
         handed_on.append(result)
     assert [bool(r["bbox_held"].any()) for r in handed_on] == [False] * 5 + [True, True, False]
+
+
+def test_a_face_detected_on_one_frame_only_is_held_only_if_asked(sample_video, detector):
+    drop = set(range(25)) - {5}  # the detector "sees" the face on frame 5 alone
+    held = {}
+    for min_detections in (2, 1):
+        _, out = run_with_gaps(VisualInput(source=str(sample_video)), detector, drop, num_iter=25,
+                               persist={"lookahead": "none", "min_detections": min_detections},
+                               mask=False)
+        face = pixels(out.frames[5]["bboxes"], out.frames[5]["img"].shape)[0]
+        held[min_detections] = [i for i in range(25) if held_box_over(out.frames[i], face) > 0.3]
+    assert held[2] == []
+    assert held[1] == list(range(6, 21))  # hold_frames 15 after the one detection

@@ -42,6 +42,7 @@ class Node(AbstractNode):
         super().__init__(config, **overrides)
         self.settings = TrackSettings(
             hold_frames=self.hold_frames, backfill_frames=self.backfill_frames,
+            min_detections=self.min_detections,
             growth_per_frame=self.growth_per_frame, max_growth=self.max_growth,
             min_iou=self.min_iou, max_jump=self.max_jump,
         )
