@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import cv2
 import numpy as np
 
 from facepriv.node import AbstractNode
@@ -62,9 +63,9 @@ def _ellipse_mask(box: np.ndarray, region: tuple[int, int, int, int], width: int
     x1, y1, x2, y2 = region
     cx, cy = (box[0] + box[2]) / 2 * width, (box[1] + box[3]) / 2 * height
     rx, ry = max((box[2] - box[0]) / 2 * width, 0.5), max((box[3] - box[1]) / 2 * height, 0.5)
-    ys = (np.arange(y1, y2) + 0.5 - cy) / ry
-    xs = (np.arange(x1, x2) + 0.5 - cx) / rx
-    return ys[:, None] ** 2 + xs[None, :] ** 2 <= 1.0
+    ys = ((np.arange(y1, y2) + 0.5 - cy) / ry) ** 2
+    xs = ((np.arange(x1, x2) + 0.5 - cx) / rx) ** 2
+    return ys[:, None] + xs[None, :] <= 1.0
 
 
 def hide_faces(
@@ -74,7 +75,8 @@ def hide_faces(
     mask_scale: float = 1.0,
     mask_shape: str = "rectangle",
 ) -> np.ndarray:
-    """Hide every face box of ``image`` in place and return it.
+    """Hide every face box of ``image`` in place (in a copy if it is not contiguous) and
+    return it.
 
     Larger boxes are processed first and own the pixels where boxes overlap; each pixel
     is replaced at most once, by a value computed from the original frame.
@@ -84,6 +86,8 @@ def hide_faces(
     valid = boxes[sizes > 0]
     if valid.size == 0:
         return image
+    if not image.flags.c_contiguous:  # OpenCV writes into views of contiguous frames only
+        image = np.ascontiguousarray(image)
     height, width = image.shape[:2]
     order = np.argsort(-sizes[sizes > 0], kind="stable")
     faces, grown = valid[order], grow_boxes(valid[order], mask_scale)
@@ -104,7 +108,12 @@ def hide_faces(
             continue
         face_w, face_h = (face[2] - face[0]) * width, (face[3] - face[1]) * height
         hidden = hide(original, face_w, face_h)
-        image[y1:y2, x1:x2][take] = hidden[take]
+        # OpenCV's masked copy writes into the frame in place, far faster than numpy's
+        # boolean indexing or copyto(where=) (0.04 against 2-3 ms for a large face at 720p).
+        target = image[y1:y2, x1:x2]
+        written = cv2.copyTo(hidden, np.ascontiguousarray(take).view(np.uint8), target)
+        if written is not target:  # OpenCV could not write into this view: never skip a face
+            target[...] = written
         done[y1:y2, x1:x2] |= take
     return image
 

@@ -113,3 +113,12 @@ def test_mosaic_cells_follow_the_hidden_region():
     node = Mosaic(mosaic_level=4, mask_scale=1.0, mask_shape="rectangle")
     out = node.run({"img": image, "bboxes": whole})["img"]
     assert len(np.unique(out.reshape(-1, 3), axis=0)) <= 16
+
+
+def test_a_non_contiguous_frame_is_still_hidden():
+    """A mirrored view cannot be written in place by OpenCV: the face is hidden in a copy."""
+    rng = np.random.default_rng(1)
+    frame = rng.integers(1, 255, (100, 120, 3), dtype=np.uint8)[:, ::-1]
+    out = hide_faces(frame, np.array([[0.2, 0.2, 0.6, 0.7]]), lambda r, w, h: np.zeros_like(r))
+    assert (out[20:70, 24:72] == 0).all()
+    assert (out[:20] == frame[:20]).all() and (out[:, 72:] == frame[:, 72:]).all()
