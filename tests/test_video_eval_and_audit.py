@@ -118,12 +118,13 @@ def test_audit_log_counts_masks_held_without_a_detection(short_clip, tmp_path):
     assert record["faces_masked"] == 0 and record["masks_held"] == 0 and record["frames"] == 40
 
 
-def test_interrupted_run_writes_no_audit_for_the_unfinished_file(short_clip, tmp_path):
+def test_interrupted_run_writes_no_audit_for_the_unfinished_file(sample_video, tmp_path):
     out = tmp_path / "out"
-    config = audit_config(tmp_path / "c.yml", short_clip, out)
-    code, _ = interrupt_run(config, tmp_path, "short.mp4: 10 frames read")
+    config = audit_config(tmp_path / "c.yml", sample_video, out)  # 517 frames: time to interrupt
+    code, _ = interrupt_run(config, tmp_path, "peekingduck_wave.mp4: 10 frames read")
     assert code == 130
-    assert not (out / "short.mp4.audit.json").exists() and not (out / "short.mp4").exists()
+    assert not (out / "peekingduck_wave.mp4.audit.json").exists()
+    assert not (out / "peekingduck_wave.mp4").exists()
 
 
 def test_one_frame_reference_faces_count_only_without_confirmation(short_clip):
