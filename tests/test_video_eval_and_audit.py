@@ -39,6 +39,7 @@ def test_unmasked_output_leaks_every_frame_and_lists_the_worst(reports):
     assert video["frames"] == 40 and video["frames_with_faces"] == 40
     assert video["frames_leaked"] == 40 and bare["frames_leaked"] == 40
     assert len(video["worst_frames"]) == 5
+    assert video["collateral"] == 0.0  # nothing outside the faces changed either
     for frame in video["worst_frames"]:
         assert frame["worst_ssim"] >= 0.99  # the output is the input
         assert frame["time"] == pytest.approx(frame["frame"] / 30, abs=0.01)
@@ -49,6 +50,7 @@ def test_masked_output_leaves_no_face_visible_and_writes_nothing(reports):
     video = masked["videos"][0]
     assert video["frames"] == 40 and video["faces"] >= 40
     assert video["frames_leaked"] == 0 and video["worst_frames"] == []
+    assert 0 < video["collateral"] < 10  # the grown mask reaches past the face box, not far
     assert not (folder / "never").exists(), "eval runs the pipeline without its output nodes"
 
 

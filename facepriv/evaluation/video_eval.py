@@ -18,7 +18,7 @@ import numpy as np
 
 from facepriv.config import RunConfig, load_run_config, parse_node_config
 from facepriv.errors import ConfigError
-from facepriv.evaluation.metrics import LEAK_SSIM, face_similarity, iou_matrix
+from facepriv.evaluation.metrics import LEAK_SSIM, collateral_pixels, face_similarity, iou_matrix
 
 # CenterFace at full resolution finds faces down to about 10 px and, unlike MTCNN at
 # permissive thresholds, rarely takes wood grain, fabric or an oven door for a face
@@ -76,6 +76,7 @@ class _LeakCheck:
         self.failed_items: list[str] = []
         self.frames: list[dict[str, Any]] = []
         self.unconfirmed = 0
+        self.changed_pixels = self.other_pixels = 0  # collateral: pixels outside the faces
         self._waiting: _Seen | None = None
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +111,9 @@ class _LeakCheck:
         ]
         leaked = [entry for entry in scored if entry[0] >= LEAK_SSIM]
         worst = max(scored, key=lambda entry: entry[0], default=None)
+        changed, total = collateral_pixels(seen.original, seen.output, seen.faces)
+        self.changed_pixels += changed
+        self.other_pixels += total
         info = seen.info
         self.frames.append({
             "frame": info.index if info is not None else len(self.frames),
@@ -159,6 +163,9 @@ def evaluate_videos(
         summary = Pipeline([nodes[0], _KeepOriginal(), *nodes[1:], check]).run()
         report["videos"].append(_video_report(video, check.frames, summary.failed_items, worst))
         report["videos"][-1]["unconfirmed_reference_faces"] = check.unconfirmed
+        report["videos"][-1]["collateral"] = (
+            round(100.0 * check.changed_pixels / check.other_pixels, 2) if check.other_pixels else None
+        )
     report["settings"] = {"min_face_size": min_face_size, "leak_ssim": LEAK_SSIM, "confirm": confirm}
     report["frames_leaked"] = sum(v["frames_leaked"] for v in report["videos"])
     return report
@@ -183,12 +190,13 @@ def format_video_report(report: dict[str, Any]) -> str:
     """One line per video, then its worst frames."""
     lines = [
         f"{'video':<40}{'frames':>8}{'with faces':>12}{'faces':>8}{'leaked faces':>14}"
-        f"{'leaked frames':>15}"
+        f"{'leaked frames':>15}{'collateral':>12}"
     ]
     for video in report["videos"]:
+        collateral = "-" if video["collateral"] is None else f"{video['collateral']:.2f}%"
         lines.append(
             f"{Path(video['video']).name:<40}{video['frames']:>8}{video['frames_with_faces']:>12}"
-            f"{video['faces']:>8}{video['faces_leaked']:>14}{video['frames_leaked']:>15}"
+            f"{video['faces']:>8}{video['faces_leaked']:>14}{video['frames_leaked']:>15}{collateral:>12}"
         )
         for frame in video["worst_frames"]:
             when = "?" if frame["time"] is None else f"{frame['time']:.3f} s"
