@@ -10,7 +10,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from facepriv.errors import MediaError
 
@@ -112,3 +112,12 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(handle)
+
+
+def inside_output_dir(name: str) -> PurePosixPath:
+    """An input's output name as a path relative to output_dir; a name that is absolute or
+    climbs out with '..' keeps only its file name (never write outside output_dir)."""
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        relative = PurePosixPath(relative.name)
+    return relative

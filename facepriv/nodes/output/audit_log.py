@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from facepriv import __version__
 from facepriv.media import MediaItem
 from facepriv.node import AbstractNode
-from facepriv.outputs import ensure_writable_dir, write_text_atomically
+from facepriv.outputs import ensure_writable_dir, inside_output_dir, write_text_atomically
 
 
 class Node(AbstractNode):
@@ -57,9 +57,7 @@ class Node(AbstractNode):
         item = self._item
         if item is None:
             return
-        name = PurePosixPath(item.name)
-        if name.is_absolute() or ".." in name.parts:  # never write outside output_dir
-            name = PurePosixPath(name.name)
+        name = inside_output_dir(item.name)
         record = {
             "input": str(item.path) if item.path is not None else item.name,
             "kind": item.kind,

@@ -23,7 +23,7 @@ from facepriv.errors import MediaError
 from facepriv.image_metadata import encode_image
 from facepriv.media import FrameInfo, MediaItem
 from facepriv.node import AbstractNode
-from facepriv.outputs import AtomicOutput, ensure_writable_dir
+from facepriv.outputs import AtomicOutput, ensure_writable_dir, inside_output_dir
 from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings
 
 
@@ -78,9 +78,7 @@ class Node(AbstractNode):
 
     # ------------------------------------------------------------------ paths
     def _output_path(self, name: str, source: Path | None) -> Path:
-        relative = PurePosixPath(name)
-        if relative.is_absolute() or ".." in relative.parts:  # never write outside output_dir
-            relative = PurePosixPath(relative.name)
+        relative = inside_output_dir(name)
         path = self._dir / relative
         if path.exists():
             if source is not None and os.path.samefile(path, source):
