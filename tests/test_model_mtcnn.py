@@ -378,6 +378,46 @@ def test_rgb_and_bgr_entry_points_agree(node, one_face):
 
 
 @pytest.mark.slow
+def test_graphs_run_through_the_flat_entry_with_the_public_call_as_fallback(node, one_face):
+    """Detection takes TensorFlow's fast flat entry; a graph object without one (a future
+    TensorFlow) or whose entry rejects the call gives the same results through the public
+    call, and stays there."""
+    from facepriv.models.mtcnn_graphs import DirectCall
+
+    image, _ = one_face
+    boxes, scores = node.detect(image)
+    cascade = node.cascade
+    assert len(boxes) and all(call.fast for call in (cascade._pnet, cascade._rnet, cascade._onet))
+
+    class PublicOnly:  # a concrete function whose private entry is gone
+        def __init__(self, concrete):
+            self.concrete = concrete
+
+        def __call__(self, *args):
+            return self.concrete(*args)
+
+    class RejectingEntry(PublicOnly):  # its private entry changed its signature
+        captured_inputs: list = []
+
+        def _call_flat(self, *args):
+            raise TypeError("_call_flat() takes 2 positional arguments")
+
+    import tensorflow as tf
+
+    saved = cascade._pnet, cascade._rnet, cascade._onet
+    try:
+        for wrapper in (PublicOnly, RejectingEntry):
+            calls = [DirectCall(tf, wrapper(call._concrete)) for call in saved]
+            cascade._pnet, cascade._rnet, cascade._onet = calls
+            again, again_scores = node.detect(image)
+            np.testing.assert_array_equal(again, boxes)
+            np.testing.assert_array_equal(again_scores, scores)
+            assert not any(call.fast for call in calls)
+    finally:
+        cascade._pnet, cascade._rnet, cascade._onet = saved
+
+
+@pytest.mark.slow
 def test_frame_without_faces_skips_rnet_and_onet(node, monkeypatch):
     """A blank frame stops after P-Net: no window, so R-Net and O-Net never run."""
 

@@ -87,7 +87,7 @@ class MTCNNCascade:
         )
         # Their one concrete graph each, called directly: skips ~1.4 ms of argument binding.
         self._pnet, self._rnet, self._onet = (
-            mtcnn_graphs.direct_call(g.get_concrete_function()) for g in self._graphs
+            mtcnn_graphs.DirectCall(tf, g.get_concrete_function()) for g in self._graphs
         )
         self._margin = tf.constant(_logit(self.thresholds[0]) - LOGIT_SLACK, tf.float32)
         # Frame size -> (layout, its arrays as tensors), or None when too small for a face.
@@ -226,7 +226,6 @@ class MTCNNCascade:
         # Padded to a few batch sizes: each new size costs oneDNN ~3 ms (and memory) to
         # compile its kernels, and the candidate count changes from frame to frame.
         padded = np.resize(crop_boxes.astype(np.float32), (_batch_size(len(boxes)), 4))
-        padded = self._tf.constant(padded)
         offsets, scores = (t.numpy()[: len(boxes)] for t in network(frame, padded))
         sides = boxes[:, 2:4] - boxes[:, 0:2] + 1
         # float32 product, as the package multiplies a float32 tensor by these sizes.

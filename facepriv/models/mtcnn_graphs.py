@@ -81,28 +81,31 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def direct_call(concrete: Any) -> Any:
-    """A callable running ``concrete`` (a tf.function's one concrete graph) on tensors.
+class DirectCall:
+    """Runs ``concrete`` (a tf.function's one concrete graph) with the least Python work.
 
     The public call binds and checks every argument against the signature in Python,
     ~0.4 ms per P-Net call with its ten inputs (3 % of a 1280x720 frame). The cascade
-    passes tensors of the right types, so the graph is run through ConcreteFunction's
-    flat entry point; should a TensorFlow release drop or change that private method,
-    the public call takes over for good.
+    passes tensors of the right types (others are converted), so the graph is run through
+    ConcreteFunction's flat entry point; should a TensorFlow release drop or change that
+    private method, the public call takes over for good (``fast`` turns False).
     """
-    flat = getattr(concrete, "_call_flat", None)
-    captured = getattr(concrete, "captured_inputs", None)
-    state = {"fast": callable(flat) and captured is not None}
 
-    def call(*tensors: Any) -> Any:
-        if state["fast"]:
+    def __init__(self, tf: Any, concrete: Any) -> None:
+        self._tf, self._concrete = tf, concrete
+        self._flat = getattr(concrete, "_call_flat", None)
+        self._captured = getattr(concrete, "captured_inputs", None)
+        self.fast = callable(self._flat) and self._captured is not None
+
+    def __call__(self, *args: Any) -> Any:
+        tensor = self._tf.Tensor
+        tensors = [a if isinstance(a, tensor) else self._tf.convert_to_tensor(a) for a in args]
+        if self.fast:
             try:
-                return flat(list(tensors), captured)  # type: ignore[misc]
+                return self._flat(tensors, self._captured)  # type: ignore[misc]
             except (TypeError, AttributeError):
-                state["fast"] = False
-        return concrete(*tensors)
-
-    return call
+                self.fast = False
+        return self._concrete(*tensors)
 
 
 # ---------------------------------------------------------------------- weights
