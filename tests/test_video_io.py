@@ -9,6 +9,7 @@ tagged) are made from them in tmp_path by stream copy or re-encoding.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import shutil
@@ -334,6 +335,65 @@ def test_ctrl_c_mid_video_leaves_no_output(videos_dir, tmp_path):
     assert code == 130, rest
     assert "interrupted" in rest and "Traceback" not in rest
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def _run_with_file_size_limit(config: Path, cwd: Path, limit: int, *options: str):
+    """``facepriv run`` in a process whose files cannot grow past ``limit`` bytes: a real
+    write failure (EFBIG, as a full disk gives ENOSPC) in the middle of encoding."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "facepriv", "run", "--config_path", str(config), *options],
+        capture_output=True, text=True, cwd=cwd, timeout=300, preexec_fn=limited,
+    )
+
+
+@pytest.mark.parametrize("kind", ["video", "image"])
+def test_a_failed_write_stops_the_run_with_one_line_and_no_partial_file(kind, videos_dir, exif_dir, tmp_path):
+    """The video's encoding thread hits the limit part-way; its error reaches the run as
+    one line, the partial file is removed, and the input is untouched."""
+    source = videos_dir / "egoblur_gen1_test_video.mp4" if kind == "video" else exif_dir / "DSCN0010_gps.jpg"
+    before = source.stat()
+    config = tmp_path / "run.yml"
+    config.write_text(
+        f"nodes:\n- input.visual:\n    source: {source}\n- output.media_writer:\n"
+        f"    output_dir: {tmp_path / 'out'}\n"
+    )
+    result = _run_with_file_size_limit(config, tmp_path, 400_000 if kind == "video" else 20_000)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot write" in errors[0] and "File too large" in errors[0], errors
+    assert source.name.rsplit(".", 1)[0] in errors[0] and "free space" in errors[0]
+    assert list((tmp_path / "out").iterdir()) == []  # no output, not even a hidden partial
+    after = source.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+@pytest.mark.slow
+def test_a_failed_write_in_a_batch_job_fails_only_that_file(videos_dir, exif_dir, tmp_path):
+    """With --workers the write failure is that file's failure, recorded in the manifest
+    with its reason; the other file is done, and nothing partial is left."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(videos_dir / "egoblur_gen1_test_video.mp4", inputs / "big.mp4")
+    shutil.copy(exif_dir / "Canon_40D.jpg", inputs / "small.jpg")
+    config = tmp_path / "run.yml"
+    config.write_text(
+        f"nodes:\n- input.visual:\n    source: {inputs}\n- output.media_writer:\n"
+        f"    output_dir: {tmp_path / 'out'}\n"
+    )
+    result = _run_with_file_size_limit(config, tmp_path, 400_000, "--workers", "2")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["facepriv-manifest.jsonl", "small.jpg"]
+    records = {r["name"]: r for r in map(json.loads, (tmp_path / "out" / "facepriv-manifest.jsonl").open())}
+    assert records["small.jpg"]["status"] == "done"
+    assert records["big.mp4"]["status"] == "failed" and records["big.mp4"]["output"] is None
+    assert "cannot write" in records["big.mp4"]["error"] and "File too large" in records["big.mp4"]["error"]
 
 
 # --------------------------------------------------------------------------- sources and outputs

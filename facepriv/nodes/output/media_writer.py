@@ -10,7 +10,9 @@ complete, never replace their input, and replace an existing output only if
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
@@ -24,6 +26,7 @@ from facepriv.image_metadata import encode_image
 from facepriv.media import FrameInfo, MediaItem
 from facepriv.node import AbstractNode
 from facepriv.outputs import AtomicOutput, ensure_writable_dir, inside_output_dir
+from facepriv.video import load_av
 from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings
 
 
@@ -65,10 +68,11 @@ class Node(AbstractNode):
         if self._video is None or self._video.key != key:
             self._close_video(finished=True)
             self._open_video(filename, image, info, float(inputs.get("saved_video_fps") or 10))
-        if info is not None:
-            self._video.writer.write(image, info.pts, info.duration)
-        else:
-            self._video.writer.write(image)
+        with _writing(self._video.output.final_path):
+            if info is not None:
+                self._video.writer.write(image, info.pts, info.duration)
+            else:
+                self._video.writer.write(image)
         return {}
 
     def release(self, completed: bool = True) -> None:
@@ -104,8 +108,9 @@ class Node(AbstractNode):
         data = encode_image(image, path.suffix, source, self.keep_metadata)
         output = AtomicOutput(path)
         try:
-            output.temp_path.write_bytes(data)
-            self.written.append(output.commit())
+            with _writing(path):
+                output.temp_path.write_bytes(data)
+                self.written.append(output.commit())
         except BaseException:
             output.discard()
             raise
@@ -149,9 +154,27 @@ class Node(AbstractNode):
                 self.logger.warning("no output for '%s': its input is damaged", video.item.name)
             return
         try:
-            video.writer.finish(whole_audio=finished)
+            with _writing(video.output.final_path):
+                video.writer.finish(whole_audio=finished)
         except BaseException:
             video.output.discard()
             raise
         self.written.append(video.output.commit())
         self.logger.info("wrote %s (%d frames)", video.output.final_path, video.writer.frames)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failed write (disk full, file too large, I/O error) into one clear line.
+
+    The caller discards the unfinished file; a run stops there, a batch job marks the
+    file failed with this reason.
+    """
+    try:
+        yield
+    except (OSError, load_av().error.FFmpegError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise MediaError(
+            f"cannot write '{path}' ({reason}); the unfinished file was discarded: free space "
+            "in output_dir or choose another output_dir, then run again"
+        ) from None
