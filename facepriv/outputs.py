@@ -6,10 +6,11 @@ only when the file is finished; an interrupted run leaves no file under a final 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
 from facepriv.errors import MediaError
@@ -93,11 +94,30 @@ def write_text_atomically(path: Path, text: str) -> Path:
     """Write a small text file (a report) so that it appears complete or not at all."""
     output = AtomicOutput(path)
     try:
-        output.temp_path.write_text(text, encoding="utf-8")
-        return output.commit()
+        with write_errors_reported(path):
+            output.temp_path.write_text(text, encoding="utf-8")
+            return output.commit()
     except BaseException:
         output.discard()
         raise
+
+
+@contextlib.contextmanager
+def write_errors_reported(path: Path, *also: type[BaseException]) -> Iterator[None]:
+    """Turn a failed write (disk full, file too large, I/O error; ``also``: a library's
+    own write errors) into a MediaError that says so in one line.
+
+    The caller discards the unfinished file: a run stops there with that line, a batch
+    job marks the file failed with it.
+    """
+    try:
+        yield
+    except (OSError, *also) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise MediaError(
+            f"cannot write '{path}' ({reason}); the unfinished file was discarded: free space "
+            "on that disk or choose another output folder, then run again"
+        ) from None
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import resource
 import subprocess
 import sys
 
@@ -117,6 +119,43 @@ def test_csv_writer_interrupted_leaves_nothing(tmp_path):
     writer = CsvWriter(file_path=str(tmp_path / "stats.csv"))
     writer.release(completed=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@contextlib.contextmanager
+def files_limited_to(size: int):
+    """Files this process writes cannot grow past ``size`` bytes meanwhile: a real failed
+    write (EFBIG, as a full disk gives ENOSPC); Python ignores the SIGXFSZ signal."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_csv_writer_that_cannot_write_reports_it_and_leaves_nothing(tmp_path, sample_video):
+    writer = CsvWriter(file_path=str(tmp_path / "stats.csv"), stats_to_track=["filename"], logging_interval=0)
+    data = VisualInput(source=str(sample_video)).run({})
+    for _ in range(50):
+        writer.run(data)
+    with files_limited_to(64):  # the buffered rows reach the file only when it is closed
+        writer.release()
+    assert len(writer.failed_items) == 1, writer.failed_items
+    assert "cannot write" in writer.failed_items[0] and "File too large" in writer.failed_items[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_audit_record_that_cannot_be_written_is_one_clear_error(tmp_path, faces_dir):
+    from facepriv.nodes.output.audit_log import Node as AuditLog
+
+    audit = AuditLog(output_dir=str(tmp_path / "out"))
+    source = VisualInput(source=str(next((faces_dir / "images").rglob("*.jpg"))))
+    data = source.run({})
+    data.setdefault("bboxes", np.zeros((0, 4), np.float32))
+    audit.run(data)
+    with files_limited_to(64), pytest.raises(MediaError, match="cannot write .*audit.json.*File too large"):
+        audit.run({"pipeline_end": True})
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_no_display_is_a_clear_error(monkeypatch):

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from facepriv.errors import ConfigError
+from facepriv.errors import ConfigError, MediaError
 from facepriv.node import AbstractNode
-from facepriv.outputs import AtomicOutput, ensure_writable_dir
+from facepriv.outputs import AtomicOutput, ensure_writable_dir, write_errors_reported
 
 
 def _cell(value: Any) -> Any:
@@ -50,15 +50,20 @@ class Node(AbstractNode):
         now = time.time()
         if now - self._last_row >= self.logging_interval:
             stamp = time.strftime("%H:%M:%S", time.localtime(now))
-            self._writer.writerow([stamp, *(_cell(inputs[key]) for key in self.stats_to_track)])
+            with write_errors_reported(self._output.final_path):
+                self._writer.writerow([stamp, *(_cell(inputs[key]) for key in self.stats_to_track)])
             self._last_row = now
         return {}
 
     def release(self, completed: bool = True) -> None:
         if self._handle.closed:
             return
-        self._handle.close()
-        if completed:
-            self.logger.info("wrote %s", self._output.commit())
-        else:
-            self._output.discard()
+        try:
+            with write_errors_reported(self._output.final_path):
+                self._handle.close()
+                if completed:
+                    self.logger.info("wrote %s", self._output.commit())
+                    return
+        except MediaError as err:  # reported with the run's other failures
+            self.failed_items.append(str(err))
+        self._output.discard()

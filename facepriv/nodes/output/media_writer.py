@@ -10,9 +10,7 @@ complete, never replace their input, and replace an existing output only if
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
@@ -25,7 +23,7 @@ from facepriv.errors import MediaError
 from facepriv.image_metadata import encode_image
 from facepriv.media import FrameInfo, MediaItem
 from facepriv.node import AbstractNode
-from facepriv.outputs import AtomicOutput, ensure_writable_dir, inside_output_dir
+from facepriv.outputs import AtomicOutput, ensure_writable_dir, inside_output_dir, write_errors_reported
 from facepriv.video import load_av
 from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings
 
@@ -163,18 +161,7 @@ class Node(AbstractNode):
         self.logger.info("wrote %s (%d frames)", video.output.final_path, video.writer.frames)
 
 
-@contextlib.contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """Turn a failed write (disk full, file too large, I/O error) into one clear line.
 
-    The caller discards the unfinished file; a run stops there, a batch job marks the
-    file failed with this reason.
-    """
-    try:
-        yield
-    except (OSError, load_av().error.FFmpegError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
-        raise MediaError(
-            f"cannot write '{path}' ({reason}); the unfinished file was discarded: free space "
-            "in output_dir or choose another output_dir, then run again"
-        ) from None
+def _writing(path: Path) -> Any:
+    """Failed writes of this file, PyAV's included, as one clear MediaError."""
+    return write_errors_reported(path, load_av().error.FFmpegError)
