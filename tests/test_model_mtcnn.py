@@ -221,6 +221,27 @@ def test_layout_packs_every_level_once(node):
             assert canvas.valid.sum() == mtcnn_layout.pnet_cells(canvas.sizes).prod(axis=1).sum()
 
 
+def test_layouts_of_many_photo_sizes_are_kept_within_a_byte_budget(monkeypatch):
+    """A folder of mixed sizes reuses its layouts; the cache stays under its byte budget
+    and always keeps the size just used."""
+    cascade = mtcnn_cascade.MTCNNCascade()
+    sizes = [(300 + 7 * i, 400 + 5 * i) for i in range(30)]
+    for size in sizes:
+        cascade.layout(*size)
+    assert list(cascade._layouts) == sizes
+    first = cascade.layout(*sizes[0])
+    assert cascade.layout(*sizes[0]) is first and list(cascade._layouts)[-1] == sizes[0]
+    monkeypatch.setattr(mtcnn_cascade, "LAYOUT_CACHE_BYTES", cascade._layout_bytes[sizes[0]] * 3)
+    more = [(500 + 3 * i, 300 + 11 * i) for i in range(10)]
+    for size in more:
+        cascade.layout(*size)
+    assert 1 <= len(cascade._layouts) <= 3 and list(cascade._layouts)[-1] == more[-1]
+    assert set(cascade._layouts) == set(cascade._layout_bytes)
+    monkeypatch.setattr(mtcnn_cascade, "LAYOUT_CACHE_BYTES", 0)
+    cascade.layout(3000, 4000)  # larger than any budget: still kept while it is in use
+    assert list(cascade._layouts) == [(3000, 4000)]
+
+
 # ------------------------------------------------------------------------ min_size bug
 @pytest.mark.slow
 def test_default_min_size_on_a_512_square_crop(node, stock, faces_dir, face_annotations):
