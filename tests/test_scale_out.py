@@ -288,6 +288,27 @@ def test_ray_engine_without_ray_says_how_to_install_it(tmp_path, sample_video):
     ]
 
 
+def test_a_second_job_on_the_same_output_dir_stops_at_once(tmp_path, sample_video):
+    """While a job holds its output_dir (here: this test holds the manifest's lock), another
+    job there stops with one line and writes nothing; once the lock is free it runs."""
+    from facepriv.batch.manifest import manifest_lock
+
+    config = write_config(tmp_path / "c.yml", sample_video, tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    with manifest_lock(tmp_path / "out" / MANIFEST_NAME):
+        result = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert error_lines(result.stderr) == [
+            f"error: another facepriv job is writing to '{tmp_path / 'out'}' (its manifest "
+            f"{MANIFEST_NAME} is locked): wait for that job to end, or give this one another output_dir"
+        ]
+        assert [p.name for p in (tmp_path / "out").iterdir()] == [MANIFEST_NAME]
+        assert manifest_lines(tmp_path / "out") == []
+    result = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [line["status"] for line in manifest_lines(tmp_path / "out")] == ["done"]
+
+
 def test_manifest_ignores_a_line_cut_short_and_appends_after_it(tmp_path):
     output = tmp_path / "photo.jpg"
     output.write_bytes(b"x")

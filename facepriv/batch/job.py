@@ -18,7 +18,7 @@ from typing import Any
 
 from facepriv import media
 from facepriv.api import resolve_nodes
-from facepriv.batch.manifest import MANIFEST_NAME, Manifest
+from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
 from facepriv.batch.worker import INPUT_NODE, WRITER_NODE, FileResult, FileTask, JobSpec
 from facepriv.config import RunConfig
 from facepriv.errors import ConfigError, MediaError
@@ -60,31 +60,32 @@ def run_job(
     output_dir = Path(os.path.abspath(writer["output_dir"]))
     ensure_writable_dir(output_dir, "output.media_writer.output_dir")
     finals = _output_paths(pairs, output_dir, writer["container"])
-    manifest = Manifest(output_dir / MANIFEST_NAME)
-    progress = _Progress(manifest)
-    tasks = _plan(pairs, manifest, force, progress)
-    spec = JobSpec(_worker_settings(settings, run_config, node_config, output_dir), os.getcwd(),
-                   logging.getLogger("facepriv").getEffectiveLevel())
-    if engine["name"] == "ray":
-        where = f"Ray ({engine['address'] or 'this machine'})"
-    else:
-        where = f"{engine['workers']} local worker(s)"
-    logger.info("job: %d file(s), %d done before (skipped; --force redoes them), %d to process on %s; "
-                "manifest %s", len(pairs), len(pairs) - len(tasks) - len(progress.failed), len(tasks),
-                where, manifest.path)
-    temp_paths = [finals[task.name] for task in tasks]
-    remove_temp_files(temp_paths)  # left by a job that was killed outright
-    started = time.perf_counter()
-    try:
-        progress.open(len(tasks))
-        if tasks:
-            _run_engine(engine, spec, tasks, progress)
-    finally:
-        progress.close()
-        manifest.close()
-        remove_temp_files(temp_paths)  # of files whose worker died or was stopped
-    return RunSummary(iterations=progress.frames, seconds=time.perf_counter() - started,
-                      failed_items=progress.failed)
+    with manifest_lock(output_dir / MANIFEST_NAME):  # one job at a time per output_dir
+        manifest = Manifest(output_dir / MANIFEST_NAME)
+        progress = _Progress(manifest)
+        tasks = _plan(pairs, manifest, force, progress)
+        spec = JobSpec(_worker_settings(settings, run_config, node_config, output_dir), os.getcwd(),
+                       logging.getLogger("facepriv").getEffectiveLevel())
+        if engine["name"] == "ray":
+            where = f"Ray ({engine['address'] or 'this machine'})"
+        else:
+            where = f"{engine['workers']} local worker(s)"
+        logger.info("job: %d file(s), %d done before (skipped; --force redoes them), %d to process on %s; "
+                    "manifest %s", len(pairs), len(pairs) - len(tasks) - len(progress.failed), len(tasks),
+                    where, manifest.path)
+        temp_paths = [finals[task.name] for task in tasks]
+        remove_temp_files(temp_paths)  # left by a job that was killed outright
+        started = time.perf_counter()
+        try:
+            progress.open(len(tasks))
+            if tasks:
+                _run_engine(engine, spec, tasks, progress)
+        finally:
+            progress.close()
+            manifest.close()
+            remove_temp_files(temp_paths)  # of files whose worker died or was stopped
+        return RunSummary(iterations=progress.frames, seconds=time.perf_counter() - started,
+                          failed_items=progress.failed)
 
 
 def _run_engine(engine: dict[str, Any], spec: JobSpec, tasks: list[FileTask], progress: _Progress) -> None:

@@ -4,22 +4,57 @@ Only the job's parent writes it, one whole line per finished file, flushed to di
 before the next. On a re-run the last line of each input wins: a file is done when
 that line says so, its input still has the size and mtime it had, and its output is
 still there; failed files are tried again. A line cut short by a crash is ignored.
+While a job runs it holds a lock on its manifest, so a second job on the same output_dir
+stops at once instead of redoing the same files and mixing its lines into the manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from facepriv.batch.worker import FileResult, FileTask
+from facepriv.errors import MediaError
+
+try:
+    import fcntl
+except ImportError:  # Windows: jobs run without the lock
+    fcntl = None  # type: ignore[assignment]
 
 MANIFEST_NAME = "facepriv-manifest.jsonl"
 
 logger = logging.getLogger("facepriv.batch")
+
+
+@contextlib.contextmanager
+def manifest_lock(path: Path) -> Iterator[None]:
+    """Hold the job's manifest (created if need be) for this job alone, or raise a
+    MediaError at once when another job holds it.
+
+    An advisory lock (flock) on the local machine; on network file systems it may not
+    reach other machines, so give concurrent jobs their own output_dirs there.
+    """
+    if fcntl is None:
+        yield
+        return
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise MediaError(
+                f"another facepriv job is writing to '{path.parent}' (its manifest {path.name} "
+                "is locked): wait for that job to end, or give this one another output_dir"
+            ) from None
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 class Manifest:
