@@ -65,7 +65,8 @@ def run(photos: list[Path], output: Path, workers: int | None, threads: str | No
     wall = time.perf_counter() - started
     if not workers:
         return wall, float(RUN_FINISHED.search(done.stderr).group(1))
-    records = [json.loads(line) for line in (output / "facepriv-manifest.jsonl").read_text().splitlines()]
+    lines = (output / "facepriv-manifest.jsonl").read_text().splitlines()
+    records = [record for record in map(json.loads, lines) if record["status"] != "started"]
     ends = [datetime.fromisoformat(record["finished"]) for record in records]
     starts = [end - timedelta(seconds=record["seconds"]) for end, record in zip(ends, records, strict=True)]
     return wall, (max(ends) - min(starts)).total_seconds()

@@ -54,10 +54,11 @@ def digests(folder: Path) -> dict[str, str]:
     }
 
 
-def manifest_lines(output: Path) -> list[dict]:
-    """The manifest's records; none if no file was finished yet."""
+def manifest_lines(output: Path, started: bool = False) -> list[dict]:
+    """The manifest's outcome lines (and its "started" lines if ``started``)."""
     path = output / MANIFEST_NAME
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [line for line in lines if started or line["status"] != "started"]
 
 
 def assert_consistent(output: Path, source: Path) -> list[dict]:
@@ -208,6 +209,68 @@ def test_a_killed_worker_loses_only_its_file(small_job, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_file_the_parent_died_before_recording_is_redone_not_refused(small_job, tmp_path):
+    """Killed outright (SIGKILL, power cut) after a worker committed a file but before the
+    parent wrote its line, a job leaves that file's "started" line last: the next run redoes
+    it over its output. An output that existed before the file was started is not the
+    job's own and is never replaced."""
+    source, config, output = small_job
+    first = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    records = manifest_lines(output, started=True)
+    assert [line["status"] for line in records].count("started") == 5
+    assert all(line["output_existed"] is False for line in records if line["status"] == "started")
+    victim = next(line for line in records if line["status"] == "done" and line["name"].startswith("photos/"))
+    manifest = output / MANIFEST_NAME
+
+    def rewrite(existed: bool) -> None:
+        kept = [line for line in records if line["input"] != victim["input"]]
+        mine = [line for line in records if line["input"] == victim["input"]]
+        started = next(line for line in mine if line["status"] == "started")
+        kept.append({**started, "output_existed": existed})
+        manifest.write_text("".join(json.dumps(line) + "\n" for line in kept))
+
+    rewrite(existed=False)
+    stamp = (output / victim["output"]).stat().st_mtime_ns
+    rerun = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "4 done before" in rerun.stderr
+    assert_each_done_once(output, source)
+    assert (output / victim["output"]).stat().st_mtime_ns != stamp  # redone
+
+    rewrite(existed=True)
+    stamp = (output / victim["output"]).stat().st_mtime_ns
+    refused = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    assert refused.returncode == 1, refused.stderr
+    last = manifest_lines(output)[-1]
+    assert last["input"] == victim["input"] and last["status"] == "failed"
+    assert "already exists" in last["error"]
+    assert (output / victim["output"]).stat().st_mtime_ns == stamp
+
+
+def test_an_output_written_for_an_earlier_version_stays_the_jobs_after_a_failure(tmp_path):
+    """done, then the input changed and its retry failed: the output there is still this
+    job's, so the next retry may replace it."""
+    output = tmp_path / "photo.jpg"
+    output.write_bytes(b"x")
+    task = FileTask(str(tmp_path / "in.jpg"), "photo.jpg", 10, 20)
+    manifest = Manifest(tmp_path / MANIFEST_NAME)
+    manifest.start(task, output_exists=False)
+    manifest.append(FileResult(task, "done", str(output), 1, 2, 0.5))
+    changed = FileTask(task.path, task.name, 11, 21, overwrite=True)
+    manifest.start(changed, output_exists=True)
+    manifest.append(FileResult(changed, "failed", error="damaged"))
+    manifest.close()
+    again = Manifest(tmp_path / MANIFEST_NAME)
+    assert not again.is_done(changed) and again.wrote(task.path, output)
+    assert not again.wrote(task.path, tmp_path / "other.jpg")
+    again.start(FileTask(str(tmp_path / "new.jpg"), "new.jpg", 1, 1), output_exists=True)
+    (tmp_path / "new.jpg.out").write_bytes(b"y")
+    assert not again.wrote(str(tmp_path / "new.jpg"), tmp_path / "new.jpg.out")  # was there before
+    again.close()
+
+
+@pytest.mark.slow
 def test_an_interrupted_job_is_consistent_and_resumes(small_job, tmp_path, sample_video):
     source, config, output = small_job
     # Ctrl-C when a worker has read 100 of the 517 frames of a_long.mp4 (it logs that).
@@ -319,7 +382,7 @@ def test_manifest_ignores_a_line_cut_short_and_appends_after_it(tmp_path):
     with open(tmp_path / MANIFEST_NAME, "a") as handle:
         handle.write('{"input": "/cut/short", "sta')  # a crash in the middle of a line
     again = Manifest(tmp_path / MANIFEST_NAME)
-    assert again.is_done(task) and again.wrote(task.path)
+    assert again.is_done(task) and again.wrote(task.path, output)
     assert not again.is_done(FileTask(task.path, task.name, 11, 20))  # the input changed size
     again.append(FileResult(task, "failed", error="boom"))
     again.close()
@@ -327,4 +390,4 @@ def test_manifest_ignores_a_line_cut_short_and_appends_after_it(tmp_path):
     assert len(lines) == 3 and json.loads(lines[2])["status"] == "failed"
     assert not Manifest(tmp_path / MANIFEST_NAME).is_done(task)  # the last line wins
     output.unlink()
-    assert not again.wrote(task.path)
+    assert not again.wrote(task.path, output)

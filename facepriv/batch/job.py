@@ -62,8 +62,8 @@ def run_job(
     finals = _output_paths(pairs, output_dir, writer["container"])
     with manifest_lock(output_dir / MANIFEST_NAME):  # one job at a time per output_dir
         manifest = Manifest(output_dir / MANIFEST_NAME)
-        progress = _Progress(manifest)
-        tasks = _plan(pairs, manifest, force, progress)
+        progress = _Progress(manifest, finals)
+        tasks = _plan(pairs, finals, manifest, force, progress)
         spec = JobSpec(_worker_settings(settings, run_config, node_config, output_dir), os.getcwd(),
                        logging.getLogger("facepriv").getEffectiveLevel())
         if engine["name"] == "ray":
@@ -148,7 +148,8 @@ def _output_paths(pairs: list[tuple[Path, str]], output_dir: Path, container: st
 
 
 def _plan(
-    pairs: list[tuple[Path, str]], manifest: Manifest, force: bool, progress: _Progress
+    pairs: list[tuple[Path, str]], finals: dict[str, Path], manifest: Manifest, force: bool,
+    progress: _Progress,
 ) -> list[FileTask]:
     """The files to process: not done before (all with ``force``); those that vanished fail."""
     tasks = []
@@ -163,7 +164,7 @@ def _plan(
         task = FileTask(absolute, name, stat.st_size, stat.st_mtime_ns)
         if force or not manifest.is_done(task):
             # An output this job wrote for an earlier version of the input may be replaced.
-            tasks.append(replace(task, overwrite=force or manifest.wrote(absolute)))
+            tasks.append(replace(task, overwrite=force or manifest.wrote(absolute, finals[name])))
     return tasks
 
 
@@ -191,8 +192,9 @@ def _worker_settings(
 class _Progress:
     """Takes the engine's reports: writes the manifest and draws one bar (files, frames)."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Manifest, finals: dict[str, Path]) -> None:
         self._manifest = manifest
+        self._finals = finals  # output name -> final path
         self._bar: Any = None
         self.frames = 0
         self.failed: list[str] = []
@@ -205,6 +207,9 @@ class _Progress:
             self.frames += event
             if self._bar is not None:
                 self._bar.set_postfix_str(f"{self.frames} frames")
+            return
+        if event.status == "started":
+            self._manifest.start(event.task, self._finals[event.task.name].exists())
             return
         if event.status == "interrupted":  # not finished: left for the next run
             return

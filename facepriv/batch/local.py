@@ -41,7 +41,9 @@ STOP_SECONDS = 20.0  # how long a stopping worker may take to discard its file b
 MAX_FAILED_STARTS = 3  # workers dying in a row before they ever took a file: the job stops
 QUEUED_PER_WORKER = 2  # files sent ahead, so a worker never waits for the parent between files
 
-Report = Callable[[Any], None]  # called with a FileResult, or an int: frames read since the last call
+# Called with a FileResult (status "started" just before a file goes to a worker, then its
+# outcome), or an int: frames read since the last call.
+Report = Callable[[Any], None]
 
 
 def death_reason(exitcode: int | None) -> str:
@@ -161,6 +163,7 @@ class LocalPool:
     def _assign(self, worker: _Worker, pending: deque[FileTask]) -> None:
         while pending and len(worker.tasks) < QUEUED_PER_WORKER:
             task = pending.popleft()
+            self._report(FileResult(task, "started"))  # on disk before a worker can write
             try:
                 worker.conn.send(task)
             except OSError:  # it died just now: its sentinel says so on the next step

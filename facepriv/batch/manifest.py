@@ -1,9 +1,13 @@
 """The job manifest: one JSON line per processed file, beside the outputs.
 
-Only the job's parent writes it, one whole line per finished file, flushed to disk
-before the next. On a re-run the last line of each input wins: a file is done when
-that line says so, its input still has the size and mtime it had, and its output is
-still there; failed files are tried again. A line cut short by a crash is ignored.
+Only the job's parent writes it, one whole line at a time, synced to disk: a
+``started`` line before a file goes to a worker, then its outcome (``done`` or
+``failed``). On a re-run the last line of each input wins: a file is done when that line
+says so, its input still has the size and mtime it had, and its output is still there;
+failed files are tried again. A file whose last line is ``started`` was being processed
+when the job died: if its output now exists and did not when it started, the worker
+finished it just before the parent could record it, so it is redone over that output.
+A line cut short by a crash is ignored.
 While a job runs it holds a lock on its manifest, so a second job on the same output_dir
 stops at once instead of redoing the same files and mixing its lines into the manifest.
 """
@@ -63,6 +67,7 @@ class Manifest:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.records: dict[str, dict[str, Any]] = {}  # input path -> its last record
+        self._written: dict[str, set[str]] = {}  # input path -> outputs its done lines name
         self._fd: int | None = None
         self._needs_newline = False
         if path.exists():
@@ -73,8 +78,7 @@ class Manifest:
         self._needs_newline = bool(data) and not data.endswith(b"\n")
         for number, line in enumerate(data.splitlines(), 1):
             try:
-                record = json.loads(line)
-                self.records[record["input"]] = record
+                self._remember(json.loads(line))
             except (ValueError, TypeError, KeyError):
                 logger.warning("%s line %d is incomplete or damaged: ignored", self.path, number)
 
@@ -87,14 +91,32 @@ class Manifest:
             and self._output_exists(record)
         )
 
-    def wrote(self, path: str) -> bool:
-        """Whether the output now present for this input is one this job wrote."""
+    def wrote(self, path: str, output: Path) -> bool:
+        """Whether ``output``, the output now planned for input ``path``, exists and this job
+        wrote it: a done line says so, or the file was started when it did not exist yet."""
+        if not output.is_file():
+            return False
+        if Path(os.path.relpath(output, self.path.parent)).as_posix() in self._written.get(path, ()):
+            return True
         record = self.records.get(path)
-        return record is not None and record.get("status") == "done" and self._output_exists(record)
+        return record is not None and record.get("status") == "started" and not record.get("output_existed")
 
     def _output_exists(self, record: dict[str, Any]) -> bool:
         output = record.get("output")
         return isinstance(output, str) and (self.path.parent / output).is_file()
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        self.records[record["input"]] = record
+        if record.get("status") == "done" and isinstance(record.get("output"), str):
+            self._written.setdefault(record["input"], set()).add(record["output"])
+
+    def start(self, task: FileTask, output_exists: bool) -> dict[str, Any]:
+        """Record that ``task`` goes to a worker now, and whether its output exists already."""
+        return self._write({
+            "input": task.path, "name": task.name, "size": task.size, "mtime_ns": task.mtime_ns,
+            "status": "started", "output": None, "output_existed": output_exists,
+            "started": _now(),
+        })
 
     def append(self, result: FileResult) -> dict[str, Any]:
         """Record a finished file: one write of one whole line, synced to disk."""
@@ -102,12 +124,14 @@ class Manifest:
         output = result.output
         if output is not None:
             output = Path(os.path.relpath(output, self.path.parent)).as_posix()
-        record = {
+        return self._write({
             "input": task.path, "name": task.name, "size": task.size, "mtime_ns": task.mtime_ns,
             "status": result.status, "output": output, "frames": result.frames,
             "faces": result.faces, "seconds": round(result.seconds, 3), "error": result.error,
-            "finished": datetime.now().astimezone().isoformat(timespec="milliseconds"),
-        }
+            "finished": _now(),
+        })
+
+    def _write(self, record: dict[str, Any]) -> dict[str, Any]:
         line = json.dumps(record, ensure_ascii=False) + "\n"
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -116,10 +140,14 @@ class Manifest:
             self._needs_newline = False
         os.write(self._fd, line.encode("utf-8"))
         os.fsync(self._fd)
-        self.records[task.path] = record
+        self._remember(record)
         return record
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")

@@ -145,6 +145,7 @@ class _RayPool:
             self._report(value)
         if pending:
             task = pending.popleft()
+            self._report(FileResult(task, "started"))  # on disk before an actor can write
             self._inflight[actor.process.remote(task)] = (actor, task)
 
     def _stop(self, report_finished: bool) -> None:

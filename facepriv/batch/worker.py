@@ -55,7 +55,8 @@ class FileTask:
 
 @dataclass
 class FileResult:
-    """How a file went: ``done``, ``failed`` or ``interrupted`` (stopped by the job's end)."""
+    """How a file went: ``done``, ``failed`` or ``interrupted`` (stopped by the job's end);
+    ``started`` is the engines' notice that it goes to a worker now."""
 
     task: FileTask
     status: str
