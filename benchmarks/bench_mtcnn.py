@@ -151,23 +151,32 @@ def matched(a: np.ndarray, b: np.ndarray) -> int:
     return int((iou_matrix(a, b).max(axis=1) >= IOU).sum())
 
 
-def bench(name: str, frames: list[np.ndarray], detectors: dict[str, Detector], runs: int) -> None:
-    """Interleaved timing over ``runs`` passes; agreement of ours with stock-fixed."""
+def bench(name: str, frames: list[np.ndarray], detectors: dict[str, Detector], runs: int,
+          order: str = "frame") -> None:
+    """Interleaved timing over ``runs`` passes; agreement of ours with stock-fixed.
+
+    ``order`` "frame": each frame goes through every detector in turn; "block": in each
+    pass every detector runs over all the frames in turn, as one detector runs frame after
+    frame in a pipeline (its caches and threads stay warm between frames).
+    """
     for frame in frames[:2]:  # warm every graph and the package's eager paths
         for detect in detectors.values():
             detect(frame)
     times: dict[str, list[float]] = {key: [] for key in detectors}
     cpu: dict[str, list[float]] = {key: [] for key in detectors}
     boxes: dict[str, list[np.ndarray]] = {key: [] for key in detectors}
+    if order == "frame":
+        schedule = [(index, key) for index in range(len(frames)) for key in detectors]
+    else:
+        schedule = [(index, key) for key in detectors for index in range(len(frames))]
     for run in range(runs):
-        for frame in frames:
-            for key, detect in detectors.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                found = detect(frame)
-                times[key].append(time.perf_counter() - start)
-                cpu[key].append(time.process_time() - start_cpu)
-                if run == 0:
-                    boxes[key].append(found)
+        for index, key in schedule:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            found = detectors[key](frames[index])
+            times[key].append(time.perf_counter() - start)
+            cpu[key].append(time.process_time() - start_cpu)
+            if run == 0:
+                boxes[key].append(found)
     ms = {key: 1000 * float(np.median(values)) for key, values in times.items()}
     cpu_ms = {key: 1000 * float(np.median(values)) for key, values in cpu.items()}
     failed = sum(found is None for found in boxes["stock"])
@@ -195,7 +204,7 @@ def speed_and_agreement(args: argparse.Namespace) -> None:
     detectors = build_detectors(args)
     frames = video_frames(args.frames_per_video)
     print(f"{len(frames)} video frames from {sum(p.exists() for p in VIDEOS)} videos; "
-          f"{args.runs} interleaved runs; TensorFlow threads: {_threads()}; {_load()}")
+          f"{args.runs} interleaved runs ({args.order} order); TensorFlow threads: {_threads()}; {_load()}")
     print("ms per frame (median); ratio = ours / stock; cpu = CPU ms of all threads (median), "
           "cpu-r = ours / stock;\nagreement at IoU >= 0.9 against stock-fixed")
     print(f"{'frames':>11} {'n':>4} {'stock':>8} {'st-fixed':>8} {'ours':>7} {'ratio':>7} "
@@ -203,10 +212,10 @@ def speed_and_agreement(args: argparse.Namespace) -> None:
           f"     | stock-fixed found by ours, ours found by stock-fixed")
     for width, height in SIZES:
         sized = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
-        bench(f"{width}x{height}", sized, detectors, args.runs)
+        bench(f"{width}x{height}", sized, detectors, args.runs, args.order)
     pictures = photos(args.photos)
     if pictures:
-        bench("photos", pictures, detectors, 1)
+        bench("photos", pictures, detectors, 1, args.order)
     print(_load())
 
 
@@ -272,6 +281,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 frames a video, 2 runs, 60 photos")
     parser.add_argument("--frames-per-video", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3, help="interleaved timing passes")
+    parser.add_argument("--order", choices=["frame", "block"], default="frame",
+                        help="frame: each frame through every detector in turn; block: each "
+                        "detector through all frames in turn, as in a pipeline")
     parser.add_argument("--photos", type=int, default=None, help="first N photos (default all)")
     parser.add_argument("--memory", action="store_true", help="run the memory/retracing check")
     parser.add_argument("--frames", type=int, default=5000, help="frames for --memory")
