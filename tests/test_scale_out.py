@@ -248,6 +248,29 @@ def test_a_file_the_parent_died_before_recording_is_redone_not_refused(small_job
     assert (output / victim["output"]).stat().st_mtime_ns == stamp
 
 
+def test_a_manifest_that_cannot_be_written_is_one_clear_error(tmp_path):
+    """A full disk (here: a file size limit, EFBIG) while appending stops the job with one
+    line; the part of the line that got out is ignored by the next run."""
+    import resource
+
+    from facepriv.errors import MediaError
+
+    task = FileTask(str(tmp_path / "in.jpg"), "photo.jpg", 10, 20)
+    manifest = Manifest(tmp_path / MANIFEST_NAME)
+    manifest.start(task, output_exists=False)
+    size = (tmp_path / MANIFEST_NAME).stat().st_size
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 40, hard))
+    try:
+        with pytest.raises(MediaError, match="cannot write the job manifest .*free space"):
+            manifest.append(FileResult(task, "failed", error="x" * 200))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        manifest.close()
+    again = Manifest(tmp_path / MANIFEST_NAME)
+    assert again.records[task.path]["status"] == "started"
+
+
 def test_an_output_written_for_an_earlier_version_stays_the_jobs_after_a_failure(tmp_path):
     """done, then the input changed and its retry failed: the output there is still this
     job's, so the next retry may replace it."""

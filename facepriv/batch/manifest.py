@@ -138,8 +138,16 @@ class Manifest:
         if self._needs_newline:  # the last line was cut short by a crash
             line = "\n" + line
             self._needs_newline = False
-        os.write(self._fd, line.encode("utf-8"))
-        os.fsync(self._fd)
+        data = line.encode("utf-8")
+        try:
+            while data:  # a disk that fills up takes part of a line, then refuses the rest
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)
+        except OSError as err:  # a line cut short is ignored when the manifest is read again
+            raise MediaError(
+                f"cannot write the job manifest '{self.path}' ({err.strerror}): free space on "
+                "that disk, then run the same command again (finished files are kept)"
+            ) from None
         self._remember(record)
         return record
 
