@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -21,6 +22,12 @@ from facepriv.batch.worker import KILL_ENV, FileResult, FileTask
 from conftest import error_lines, run_cli
 
 CLIPS = {"peekingduck_humans_mot_nofaces.mp4": 24, "egoblur_gen2_test_face_video.mp4": 14}
+# The command-line arguments of each engine; the Ray one starts (and stops) a local Ray.
+ENGINES = [
+    pytest.param(("--workers", "2"), id="local"),
+    pytest.param(("--engine", "ray", "--workers", "2"), id="ray", marks=pytest.mark.skipif(
+        importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")),
+]
 ANONYMIZE = "- model.mtcnn\n- draw.mosaic_bbox\n"
 
 
@@ -193,17 +200,19 @@ def test_damaged_files_fail_alone_and_are_retried(small_job, tmp_path, videos_di
     assert sorted(retried) == ["broken.jpg", "truncated.mp4"]
 
 
-def test_a_killed_worker_loses_only_its_file(small_job, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_killed_worker_loses_only_its_file(small_job, tmp_path, engine):
     source, config, output = small_job
     env = {**os.environ, KILL_ENV: "clips/egoblur_gen2_test_face_video.mp4"}
-    result = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path, env=env)
+    result = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path, env=env)
     assert result.returncode == 1, result.stderr
     lines = {line["name"]: line for line in assert_consistent(output, source)}
     killed = lines.pop("clips/egoblur_gen2_test_face_video.mp4")
-    assert killed["status"] == "failed" and "SIGKILL" in killed["error"], killed
+    reason = "SIGKILL" if "ray" not in engine else "worker died"
+    assert killed["status"] == "failed" and reason in killed["error"], killed
     assert len(lines) == 4 and all(line["status"] == "done" for line in lines.values())
 
-    rerun = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    rerun = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert_each_done_once(output, source)
 
@@ -294,13 +303,14 @@ def test_an_output_written_for_an_earlier_version_stays_the_jobs_after_a_failure
 
 
 @pytest.mark.slow
-def test_an_interrupted_job_is_consistent_and_resumes(small_job, tmp_path, sample_video):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_interrupted_job_is_consistent_and_resumes(small_job, tmp_path, sample_video, engine):
     source, config, output = small_job
     # Ctrl-C when a worker has read 100 of the 517 frames of a_long.mp4 (it logs that).
     shutil.copy(sample_video, source / "clips" / "a_long.mp4")
     (source / "clips" / "egoblur_gen2_test_face_video.mp4").unlink()  # a large clip: time
     process = subprocess.Popen(
-        [sys.executable, "-m", "facepriv", "run", "--config_path", str(config), "--workers", "2"],
+        [sys.executable, "-m", "facepriv", "run", "--config_path", str(config), *engine],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     seen = []
@@ -316,7 +326,7 @@ def test_an_interrupted_job_is_consistent_and_resumes(small_job, tmp_path, sampl
     lines = assert_consistent(output, source)
     assert "clips/a_long.mp4" not in {line["name"] for line in lines}
 
-    rerun = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
+    rerun = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert_each_done_once(output, source)
 
