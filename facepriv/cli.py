@@ -30,8 +30,8 @@ nodes:
 - model.centerface:        # or model.mtcnn: about twice as fast, no face under 20 px
     detect_resolution: 832 # long side the detector sees; null = full size, finds smaller faces
 - dabble.persist_bbox      # keeps a face masked through frames where the detector misses it
-- draw.mosaic_bbox:        # or draw.blur_bbox, draw.fill_bbox
-    mask_scale: 1.5        # how far the mosaic reaches beyond the face box
+- draw.fill_bbox:          # or draw.mosaic_bbox (mask_scale 1.5 suits CenterFace), draw.blur_bbox
+    mask_scale: 1.3        # how far the fill reaches beyond the face box
 - output.screen            # press q to stop
 # To write files instead of showing them, replace output.screen with:
 # - output.media_writer:

