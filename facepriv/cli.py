@@ -141,7 +141,7 @@ def run(
 )
 @click.option(
     "--worst", type=click.IntRange(min=0), default=10, show_default=True,
-    help="With --video: how many of the worst frames to list per video.",
+    help="How many of the worst frames to list per video, or of the faces left visible on photos.",
 )
 @click.option(
     "--confirm/--no-confirm", default=True, show_default=True,
@@ -171,7 +171,7 @@ def evaluate(config_path: str, annotations: str | None, videos: tuple[str, ...],
         from facepriv.evaluation.evaluate import format_report
 
         report = run_eval(config_path, annotations)
-        click.echo(format_report(report))
+        click.echo(format_report(report, worst=worst))
     if output:
         from facepriv.outputs import write_text_atomically
 

@@ -179,15 +179,16 @@ def test_leak_figures_agree_with_an_independent_implementation(default_config_ev
 
 @pytest.mark.slow
 def test_eval_cli_prints_the_table_and_writes_json(tmp_path, faces_dir, face_annotations):
+    crowd = [entry for entry in face_annotations if entry["file"].endswith("0_Parade_marchingband_1_765.jpg")]
     subset = {"format": "face-boxes-v1", "images": [
-        dict(entry, file=str(faces_dir / entry["file"])) for entry in face_annotations[:12]
+        dict(entry, file=str(faces_dir / entry["file"])) for entry in face_annotations[:11] + crowd
     ]}
     annotations = tmp_path / "subset.json"
     annotations.write_text(json.dumps(subset))
     result = subprocess.run(
         [sys.executable, "-m", "facepriv", "eval", "--config_path",
          str(REPO_DIR / "configs" / "privacy_protection_faces.yml"), "--annotations", str(annotations),
-         "--output", str(tmp_path / "report.json")],
+         "--output", str(tmp_path / "report.json"), "--worst", "3"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -198,6 +199,17 @@ def test_eval_cli_prints_the_table_and_writes_json(tmp_path, faces_dir, face_ann
     assert report["images"] == 12
     assert set(report["buckets"]) == {"<20", "20-40", "40-80", ">=80"}
     assert report["overall"]["faces"] == sum(len(e["faces"]) for e in subset["images"])
+
+    # Every leaked face is listed for review, most similar first; the table shows --worst of them.
+    leaked = report["leaked_faces"]
+    counted = sum((b["leak_rate"] or 0) * b["faces"] / 100 for b in report["buckets"].values())
+    assert len(leaked) == round(counted) >= 4, "a crowd of faces under 20 px"
+    assert [face["ssim"] for face in leaked] == sorted((face["ssim"] for face in leaked), reverse=True)
+    files = {entry["file"] for entry in subset["images"]}
+    assert all(face["ssim"] >= 0.6 and face["file"] in files for face in leaked)
+    assert not all(face["detected"] for face in leaked)
+    listed = [line for line in result.stdout.splitlines() if line.startswith("  ") and "SSIM" in line]
+    assert len(listed) == 3 and f"(3 of {len(leaked)}, most similar first" in result.stdout
 
 
 def test_eval_rejects_bad_annotations_and_configs_without_a_model(tmp_path):

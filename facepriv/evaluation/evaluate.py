@@ -16,9 +16,10 @@ import numpy as np
 from facepriv.config import RunConfig, load_run_config
 from facepriv.errors import ConfigError, MediaError
 from facepriv.evaluation.metrics import (
+    LEAK_SSIM,
     SIZE_BUCKETS,
     collateral_pixels,
-    face_leaked,
+    face_similarity,
     match_detections,
     size_bucket,
 )
@@ -90,6 +91,8 @@ def evaluate(
 
     ``on_image(entry, input_image, output_image)`` is called for every image, for callers
     that want to look at the outputs themselves (a review tool, an independent check).
+    The report lists every leaked face (``leaked_faces``, most similar first), so that a
+    user can look at the faces their settings let through before changing them.
     """
     from tqdm import tqdm
 
@@ -98,6 +101,7 @@ def evaluate(
     buckets = {name: Tally() for name, _, _ in SIZE_BUCKETS}
     overall = Tally()
     changed_pixels = total_pixels = 0
+    leaked_faces: list[dict[str, Any]] = []
     seconds = 0.0
     show = sys.stderr.isatty() if progress is None else progress
     for entry in tqdm(images, desc="eval", unit="image", disable=not show, file=sys.stderr):
@@ -116,8 +120,10 @@ def evaluate(
         detections = detections * np.array([image.shape[1], image.shape[0]] * 2)
         scores = np.asarray(data.get("bbox_scores", np.ones(len(detections))), dtype=np.float64)
         heights = faces[:, 3] - faces[:, 1]
+        found_at: dict[float, list[bool]] = {}
         for t in IOU_THRESHOLDS:
             matching = match_detections(faces, ignore, detections, scores, t)
+            found_at[t] = list(matching.face_found)
             for face_index, found in enumerate(matching.face_found):
                 for tally in (buckets[size_bucket(heights[face_index])], overall):
                     tally.found[t] += int(found)
@@ -133,10 +139,17 @@ def evaluate(
                     else:
                         tally.false_positives[t] += 1
         for face_index, box in enumerate(faces):
-            leaked = face_leaked(image, output, box)
+            similarity = face_similarity(image, output, box)
+            leaked = similarity is not None and similarity >= LEAK_SSIM
             for tally in (buckets[size_bucket(heights[face_index])], overall):
                 tally.faces += 1
                 tally.leaked += int(leaked)
+            if leaked:
+                leaked_faces.append({
+                    "file": entry["file"], "box": [round(float(v), 1) for v in box],
+                    "height": round(float(heights[face_index]), 1), "ssim": round(float(similarity), 3),
+                    "detected": bool(found_at[min(IOU_THRESHOLDS)][face_index]),
+                })
         changed, total = collateral_pixels(image, output, np.vstack([faces, ignore]))
         changed_pixels += changed
         total_pixels += total
@@ -151,6 +164,7 @@ def evaluate(
         "overall": overall.figures(),
         "collateral": round(100.0 * changed_pixels / total_pixels, 2) if total_pixels else None,
         "ms_per_image": round(1000.0 * seconds / len(images), 1) if images else None,
+        "leaked_faces": sorted(leaked_faces, key=lambda face: -face["ssim"]),
     }
 
 
@@ -166,8 +180,8 @@ def _run_nodes(nodes: list[Any], image: np.ndarray, path: Path) -> dict[str, Any
     return data
 
 
-def format_report(report: dict[str, Any]) -> str:
-    """The report as a fixed-width table (percentages)."""
+def format_report(report: dict[str, Any], worst: int = 10) -> str:
+    """The report as a fixed-width table (percentages), then the ``worst`` leaked faces."""
     columns = ["faces", *(f"{m}@{t}" for m in ("recall", "precision") for t in IOU_THRESHOLDS),
                "leak_rate"]
     header = f"{'size (px)':<10}" + "".join(f"{c:>15}" for c in columns)
@@ -184,4 +198,14 @@ def format_report(report: dict[str, Any]) -> str:
         f"collateral: {report['collateral']}% of non-face pixels changed; "
         f"{report['ms_per_image']} ms per image; {report['images']} images"
     )
+    leaked = report["leaked_faces"]
+    if leaked and worst:
+        shown = leaked[:worst]
+        lines.append(f"faces left visible ({len(shown)} of {len(leaked)}, most similar first; "
+                     f"'missed': no detection at IoU {min(IOU_THRESHOLDS)}):")
+        for face in shown:
+            box = ", ".join(f"{v:g}" for v in face["box"])
+            state = "detected" if face["detected"] else "missed"
+            lines.append(f"  {face['file']}  [{box}]  {face['height']:g} px  "
+                         f"SSIM {face['ssim']:.2f}  {state}")
     return "\n".join(lines)
