@@ -235,6 +235,9 @@ ENGINE_KEYS: dict[str, dict[str, Any]] = {
     "name": {"default": "local", "type": "str", "choices": ["local", "ray"]},
     "workers": {"default": None, "type": "int", "min": 1},
     "address": {"default": None, "type": "str"},
+    # A worker that shows no progress for this long (a decoder hung on a damaged file, a
+    # stuck network mount) is stopped and its file marked failed; null: never.
+    "stall_seconds": {"default": 600.0, "type": "float", "min": 1.0, "nullable": True},
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -89,7 +89,9 @@ class Pipeline:
         check_channel([(node.node_name, node.inputs, node.outputs) for node in nodes])
         self.nodes = list(nodes)
 
-    def run(self, num_iter: int | None = None) -> RunSummary:
+    def run(self, num_iter: int | None = None, on_tick: Callable[[], None] | None = None) -> RunSummary:
+        """Tick until the input ends (or ``num_iter`` frames are out); ``on_tick`` is called
+        after every tick, a frame held included: a sign of life for a supervisor."""
         summary = RunSummary(node_seconds={node.node_name: 0.0 for node in self.nodes})
         started = time.perf_counter()
         completed = False
@@ -106,6 +108,8 @@ class Pipeline:
                         data = None
                         break
                     data.update(outputs)
+                if on_tick is not None:
+                    on_tick()
                 if data is None:
                     continue
                 if data.get("pipeline_end"):

@@ -152,8 +152,11 @@ def test_a_node_can_hold_frames_and_hand_them_on_in_order_before_the_end(sample_
     source = VisualInput(source=str(sample_video))
     delay = Delay(lag=7)
     sink = Probe("output.y", ["img", "frame_info", "pipeline_end"], ["none"])
-    summary = Pipeline([source, delay, sink]).run()
+    ticks = []
+    summary = Pipeline([source, delay, sink]).run(on_tick=lambda: ticks.append(len(sink.calls)))
     assert summary.iterations == 517  # frames out, held ones included
+    # on_tick (a supervisor's sign of life) comes on every tick, also while frames are held
+    assert ticks[:8] == [0] * 7 + [1] and len(ticks) == 518 + 7 + 1
     frames = sink.calls[:-1]
     assert [call["frame_info"].index for call in frames] == list(range(517))
     assert all(call["img"] is not None for call in frames)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest
-from facepriv.batch.worker import KILL_ENV, FileResult, FileTask
+from facepriv.batch.worker import KILL_ENV, STALL_ENV, FileResult, FileTask
 
 from conftest import error_lines, run_cli
 
@@ -218,6 +218,26 @@ def test_a_killed_worker_loses_only_its_file(small_job, tmp_path, engine):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_hung_worker_is_stopped_and_loses_only_its_file(small_job, tmp_path, engine):
+    source, config, output = small_job
+    config.write_text(config.read_text() + "engine:\n  stall_seconds: 3\n")
+    hung_name = "clips/egoblur_gen2_test_face_video.mp4"
+    env = {**os.environ, STALL_ENV: hung_name}  # that file's worker sleeps after one frame
+    result = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "showed no progress for 3 s" in result.stderr
+    lines = {line["name"]: line for line in assert_consistent(output, source)}
+    hung = lines.pop(hung_name)
+    assert hung["status"] == "failed" and "3 s without progress" in hung["error"], hung
+    assert len(lines) == 4 and all(line["status"] == "done" for line in lines.values())
+
+    rerun = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_each_done_once(output, source)
+
+
+@pytest.mark.slow
 def test_a_file_the_parent_died_before_recording_is_redone_not_refused(small_job, tmp_path):
     """Killed outright (SIGKILL, power cut) after a worker committed a file but before the
     parent wrote its line, a job leaves that file's "started" line last: the next run redoes
@@ -352,11 +372,12 @@ def with_webcam(text: str) -> str:
         (["--workers", "2", "--num_iter", "5"], None, "--num_iter"),
         ([], lambda text: text + "engine:\n  workers: 0\n", "engine.workers"),
         ([], lambda text: text + "engine:\n  wrkers: 2\n", "unknown key 'engine.wrkers'"),
+        (["--workers", "2"], lambda text: text + "engine:\n  stall_seconds: 0\n", "engine.stall_seconds"),
         (["--workers", "2"], with_screen, "output.screen"),
         (["--workers", "2"], with_webcam, "webcam or stream"),
     ],
     ids=["workers-0", "unknown-engine", "address-without-ray", "force-without-job", "num-iter",
-         "config-workers-0", "config-typo", "screen", "webcam"],
+         "config-workers-0", "config-typo", "stall-0", "screen", "webcam"],
 )
 def test_job_mistakes_are_one_line(tmp_path, sample_video, args, edit, fragment):
     config = write_config(tmp_path / "c.yml", sample_video, tmp_path / "out")

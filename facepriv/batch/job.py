@@ -92,11 +92,11 @@ def _run_engine(engine: dict[str, Any], spec: JobSpec, tasks: list[FileTask], pr
     if engine["name"] == "ray":
         from facepriv.batch.ray_engine import run_ray
 
-        run_ray(spec, tasks, engine["workers"], engine["address"], progress)
+        run_ray(spec, tasks, engine["workers"], engine["address"], progress, engine["stall_seconds"])
     else:
         from facepriv.batch.local import LocalPool
 
-        LocalPool(spec, engine["workers"], progress).run(tasks)
+        LocalPool(spec, engine["workers"], progress, engine["stall_seconds"]).run(tasks)
 
 
 def _check_pipeline(settings: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:

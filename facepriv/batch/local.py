@@ -5,8 +5,10 @@ pipeline once and then processes the files the parent sends over its own pipe, o
 time (the next one is sent ahead, so a worker never waits between files). The parent waits on
 the pipes and on the processes themselves, so a worker that dies (killed, out of
 memory, a crash in native code) is noticed at once: its file is reported failed and a
-new worker takes its place. Workers ignore Ctrl-C; the parent stops them, letting the
-ones in the middle of a file discard what they had written.
+new worker takes its place. A worker that sends nothing for ``stall_seconds`` while it has
+a file (it reports every FRAMES_REPORT_SECONDS while its pipeline ticks) is hung: it is
+killed, and its file is failed the same way. Workers ignore Ctrl-C; the parent stops
+them, letting the ones in the middle of a file discard what they had written.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ def death_reason(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+def stall_reason(seconds: float | None) -> str:
+    """Why a worker that showed no progress was killed, for its file's manifest line."""
+    return f"killed after {seconds:g} s without progress; engine.stall_seconds sets the limit"
+
+
 # --------------------------------------------------------------------------- in the worker
 
 
@@ -82,24 +89,32 @@ def _worker_main(conn: Connection, spec: JobSpec) -> None:
             task = conn.recv()
             if task is None:
                 break
-            conn.send(("done", worker.process(task, _frames_reporter(conn))))
+            reporter = _Reporter(conn)
+            conn.send(("done", worker.process(task, reporter.frames, reporter.tick)))
     except (EOFError, OSError):
         pass  # the parent has gone
     finally:
         worker.close()
 
 
-def _frames_reporter(conn: Connection) -> Callable[[int], None]:
-    last = time.monotonic()
+class _Reporter:
+    """Tells the parent, at most every FRAMES_REPORT_SECONDS, how many frames are out, or
+    only that the pipeline still ticks (frames held by a node, a first pass over a file)."""
 
-    def report(frames: int) -> None:
-        nonlocal last
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._last = time.monotonic()
+        self._frames = 0
+
+    def frames(self, frames: int) -> None:
+        self._frames = frames
+        self.tick()
+
+    def tick(self) -> None:
         now = time.monotonic()
-        if now - last >= FRAMES_REPORT_SECONDS:
-            last = now
-            conn.send(("frames", frames))
-
-    return report
+        if now - self._last >= FRAMES_REPORT_SECONDS:
+            self._last = now
+            self._conn.send(("frames", self._frames))
 
 
 # --------------------------------------------------------------------------- in the parent
@@ -112,15 +127,18 @@ class _Worker:
     tasks: deque[FileTask] = field(default_factory=deque)  # sent to it, in order; the first is in progress
     ready: bool = False
     frames: int = 0  # frames of the current task reported so far
+    heard: float = field(default_factory=time.monotonic)  # when it last showed progress
+    stalled: bool = False  # killed by the parent for showing none
 
 
 class LocalPool:
     """``size`` worker processes, each processing one file at a time; one that dies is replaced."""
 
-    def __init__(self, spec: JobSpec, size: int, report: Report) -> None:
+    def __init__(self, spec: JobSpec, size: int, report: Report, stall_seconds: float | None = None) -> None:
         self._spec = spec
         self._size = size
         self._report = report
+        self._stall_seconds = stall_seconds
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._failed_starts = 0
@@ -153,14 +171,36 @@ class LocalPool:
         handles: dict[Any, _Worker] = {}
         for worker in self._workers:
             handles[worker.conn] = handles[worker.process.sentinel] = worker
-        woken = {handles[handle] for handle in wait(list(handles))}
+        woken = {handles[handle] for handle in wait(list(handles), timeout=self._stall_timeout())}
+        self._stop_stalled()
         for worker in woken:
             alive = worker.process.is_alive()  # before reading: a dead worker's last words are all in
             self._receive(worker, pending)
             if not alive:
                 self._bury(worker, pending)
 
+    def _stall_timeout(self) -> float | None:
+        """Seconds until the first busy worker would count as stalled (None: no limit)."""
+        busy = [worker.heard for worker in self._workers if worker.tasks and not worker.stalled]
+        if self._stall_seconds is None or not busy:
+            return None
+        return max(0.0, min(busy) + self._stall_seconds - time.monotonic())
+
+    def _stop_stalled(self) -> None:
+        """Kill the workers that showed no progress for stall_seconds; _bury fails their file."""
+        if self._stall_seconds is None:
+            return
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.tasks and not worker.stalled and now - worker.heard >= self._stall_seconds:
+                logger.error("'%s' showed no progress for %g s: stopping its worker",
+                             worker.tasks[0].path, self._stall_seconds)
+                worker.stalled = True
+                worker.process.kill()
+
     def _assign(self, worker: _Worker, pending: deque[FileTask]) -> None:
+        if not worker.tasks:
+            worker.heard = time.monotonic()  # an idle worker starts on this file now
         while pending and len(worker.tasks) < QUEUED_PER_WORKER:
             task = pending.popleft()
             self._report(FileResult(task, "started"))  # on disk before a worker can write
@@ -180,6 +220,7 @@ class LocalPool:
                 kind, value = worker.conn.recv()
             except (EOFError, OSError):
                 return  # it died in the middle of a message; the caller handles its exit
+            worker.heard = time.monotonic()
             if kind == "ready":
                 worker.ready, self._failed_starts = True, 0
                 self._assign(worker, pending)
@@ -201,6 +242,8 @@ class LocalPool:
         worker.conn.close()
         self._workers.remove(worker)
         reason = death_reason(worker.process.exitcode)
+        if worker.stalled:
+            reason = stall_reason(self._stall_seconds)
         if worker.tasks:
             task = worker.tasks.popleft()
             pending.extendleft(reversed(worker.tasks))  # sent ahead, never started

@@ -2,7 +2,10 @@
 
 Each actor (one CPU) builds the pipeline once and is sent one file at a time, as the
 local engine's processes are. An actor that dies takes only its file with it and is
-replaced. Ray is an optional extra (``pip install 'facepriv[ray]'``) imported only here.
+replaced. Actors run two threads, so that while one processes a file the parent can ask
+the other how long ago the pipeline last ticked: an actor hung for ``stall_seconds`` is
+killed and its file failed, as in the local engine. Ray is an optional extra
+(``pip install 'facepriv[ray]'``) imported only here.
 On a cluster every node must see the inputs and output_dir under the same paths
 (shared storage) and have facepriv installed.
 """
@@ -11,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import deque
 from typing import Any
 
-from facepriv.batch.local import MAX_FAILED_STARTS, STOP_SECONDS, Report, sigint_ignored
+from facepriv.batch.local import MAX_FAILED_STARTS, STOP_SECONDS, Report, sigint_ignored, stall_reason
 from facepriv.batch.worker import (
     FileResult,
     FileTask,
@@ -50,6 +54,7 @@ class _FileActor:
         setup_worker_logging(spec.log_level)
         self._worker: FileWorker | None = None
         self._error: FaceprivError | None = None
+        self._ticked = time.monotonic()
         try:
             self._worker = FileWorker(spec)
         except Exception as err:  # noqa: BLE001 - reported to the parent through ready()
@@ -60,11 +65,19 @@ class _FileActor:
 
     def process(self, task: FileTask) -> FileResult:
         assert self._worker is not None, "process() called on an actor that is not ready"
-        return self._worker.process(task)
+        self._tick()
+        return self._worker.process(task, on_tick=self._tick)
+
+    def _tick(self) -> None:
+        self._ticked = time.monotonic()
+
+    def idle_seconds(self) -> float:
+        """Seconds since the file's pipeline last ticked (answered from the actor's other thread)."""
+        return time.monotonic() - self._ticked
 
 
 def run_ray(spec: JobSpec, tasks: list[FileTask], workers: int | None, address: str | None,
-            report: Report) -> None:
+            report: Report, stall_seconds: float | None = None) -> None:
     """Process ``tasks`` on Ray actors: a running Ray (this process's, or ``address``) or a new local one."""
     ray = import_ray()
     started = not ray.is_initialized()
@@ -79,7 +92,7 @@ def run_ray(spec: JobSpec, tasks: list[FileTask], workers: int | None, address: 
             ) from None
     try:
         size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        _RayPool(ray, spec, size, report).run(tasks)
+        _RayPool(ray, spec, size, report, stall_seconds).run(tasks)
     finally:
         if started:
             ray.shutdown()
@@ -88,14 +101,18 @@ def run_ray(spec: JobSpec, tasks: list[FileTask], workers: int | None, address: 
 class _RayPool:
     """``size`` actors fed one file at a time; one that dies is replaced."""
 
-    def __init__(self, ray: Any, spec: JobSpec, size: int, report: Report) -> None:
+    def __init__(self, ray: Any, spec: JobSpec, size: int, report: Report,
+                 stall_seconds: float | None = None) -> None:
         self._ray = ray
         self._spec = spec
         self._size = size
         self._report = report
-        self._actor_class = ray.remote(num_cpus=1, max_restarts=0)(_FileActor)
+        self._stall_seconds = stall_seconds
+        self._actor_class = ray.remote(num_cpus=1, max_restarts=0, max_concurrency=2)(_FileActor)
         self._actors: set[Any] = set()
         self._inflight: dict[Any, tuple[Any, FileTask | None]] = {}  # ref -> (actor, task; None: ready())
+        self._heard: dict[Any, float] = {}  # ref of a file in progress -> when it last ticked
+        self._stalled: set[Any] = set()  # actors killed for showing no progress
         self._failed_starts = 0
 
     def run(self, tasks: list[FileTask]) -> None:
@@ -103,15 +120,33 @@ class _RayPool:
         try:
             for _ in range(min(self._size, len(pending))):
                 self._start()
+            poll = None if self._stall_seconds is None else min(self._stall_seconds / 4, 30.0)
             while self._inflight:
-                done, _ = self._ray.wait(list(self._inflight), num_returns=1)
+                done, _ = self._ray.wait(list(self._inflight), num_returns=1, timeout=poll)
                 for ref in done:
                     self._finish(ref, pending)
+                self._stop_stalled()
         except BaseException:
             with sigint_ignored():  # a second Ctrl-C must not leave actors writing
                 self._stop(report_finished=True)
             raise
         self._stop(report_finished=False)
+
+    def _stop_stalled(self) -> None:
+        """Kill the actors whose file showed no progress for stall_seconds; _finish fails it."""
+        if self._stall_seconds is None:
+            return
+        for ref, (actor, task) in list(self._inflight.items()):
+            if task is None or actor in self._stalled:
+                continue
+            with contextlib.suppress(Exception):  # no answer (busy in native code): the last one stands
+                idle = self._ray.get(actor.idle_seconds.remote(), timeout=5)
+                self._heard[ref] = max(self._heard[ref], time.monotonic() - idle)
+            if time.monotonic() - self._heard[ref] >= self._stall_seconds:
+                logger.error("'%s' showed no progress for %g s: stopping its Ray worker",
+                             task.path, self._stall_seconds)
+                self._stalled.add(actor)
+                self._ray.kill(actor)
 
     def _start(self) -> None:
         actor = self._actor_class.remote(self._spec)
@@ -120,11 +155,14 @@ class _RayPool:
 
     def _finish(self, ref: Any, pending: deque[FileTask]) -> None:
         actor, task = self._inflight.pop(ref)
+        self._heard.pop(ref, None)
         try:
             value = self._ray.get(ref)
         except self._ray.exceptions.RayActorError as err:
             self._actors.discard(actor)
             reason = str(err).strip().splitlines()[0]
+            if actor in self._stalled:
+                reason = stall_reason(self._stall_seconds)
             if task is not None:
                 logger.error("a Ray worker died while processing '%s': %s", task.path, reason)
                 error = f"the Ray worker died while processing it ({reason})"
@@ -146,7 +184,9 @@ class _RayPool:
         if pending:
             task = pending.popleft()
             self._report(FileResult(task, "started"))  # on disk before an actor can write
-            self._inflight[actor.process.remote(task)] = (actor, task)
+            ref = actor.process.remote(task)
+            self._inflight[ref] = (actor, task)
+            self._heard[ref] = time.monotonic()
 
     def _stop(self, report_finished: bool) -> None:
         """Kill the actors and wait until none can still be writing; record files finished meanwhile."""

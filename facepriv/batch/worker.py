@@ -30,6 +30,8 @@ KEPT_TYPES = ("model",)  # built once per worker: heavy to load, nothing kept fr
 # Test-only: a worker kills itself (SIGKILL) after the first frame of the file whose output
 # name equals this variable, so tests can prove a crash loses only that file.
 KILL_ENV = "FACEPRIV_TEST_KILL_WORKER_ON"
+# Test-only: likewise, a worker hangs (sleeps) after the first frame of that file.
+STALL_ENV = "FACEPRIV_TEST_STALL_WORKER_ON"
 LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s[%(process)d]: %(message)s"
 
 
@@ -97,10 +99,17 @@ class FileWorker:
             self.close()
             raise
 
-    def process(self, task: FileTask, on_frames: Callable[[int], None] | None = None) -> FileResult:
-        """Run the pipeline on ``task``; every failure becomes a failed result, not an exception."""
+    def process(self, task: FileTask, on_frames: Callable[[int], None] | None = None,
+                on_tick: Callable[[], None] | None = None) -> FileResult:
+        """Run the pipeline on ``task``; every failure becomes a failed result, not an exception.
+
+        ``on_frames(frames out so far)`` feeds the progress bar; ``on_tick()`` is called on
+        every tick of the pipeline, frames held included, so a supervisor can tell a slow
+        file from a hung one.
+        """
         started = time.perf_counter()
-        probe = _Probe(on_frames, kill=os.environ.get(KILL_ENV) == task.name)
+        probe = _Probe(on_frames, kill=os.environ.get(KILL_ENV) == task.name,
+                       hang=os.environ.get(STALL_ENV) == task.name)
         writers: list[Any] = []
         failed: list[str] = []
         error = None
@@ -109,7 +118,7 @@ class FileWorker:
             nodes = self._nodes_for(task)
             writers = [node for node in nodes if node.node_name == WRITER_NODE]
             self.interruptible = True
-            failed = Pipeline([*nodes, probe]).run().failed_items
+            failed = Pipeline([*nodes, probe]).run(on_tick=on_tick).failed_items
             self.interruptible = False
         except KeyboardInterrupt:
             interrupted = True
@@ -192,12 +201,13 @@ class _Probe:
     inputs = ["all", "pipeline_end"]
     outputs: list[str] = []
 
-    def __init__(self, on_frames: Callable[[int], None] | None, kill: bool) -> None:
+    def __init__(self, on_frames: Callable[[int], None] | None, kill: bool, hang: bool = False) -> None:
         self.failed_items: list[str] = []
         self.frames = 0
         self.faces = 0
         self._on_frames = on_frames
         self._kill = kill
+        self._hang = hang
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
         if inputs.get("pipeline_end"):
@@ -208,6 +218,8 @@ class _Probe:
             self._on_frames(self.frames)
         if self._kill:  # test-only (KILL_ENV): a real crash in the middle of a file
             os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+        if self._hang:  # test-only (STALL_ENV): a file that never finishes
+            time.sleep(3600)
         return {}
 
     def release(self, completed: bool = True) -> None:
