@@ -121,11 +121,14 @@ class _RayPool:
             for _ in range(min(self._size, len(pending))):
                 self._start()
             poll = None if self._stall_seconds is None else min(self._stall_seconds / 4, 30.0)
+            next_check = time.monotonic() + (poll or 0.0)
             while self._inflight:
                 done, _ = self._ray.wait(list(self._inflight), num_returns=1, timeout=poll)
                 for ref in done:
                     self._finish(ref, pending)
-                self._stop_stalled()
+                if poll is not None and time.monotonic() >= next_check:  # not once per file
+                    self._stop_stalled()
+                    next_check = time.monotonic() + poll
         except BaseException:
             with sigint_ignored():  # a second Ctrl-C must not leave actors writing
                 self._stop(report_finished=True)
@@ -134,8 +137,7 @@ class _RayPool:
 
     def _stop_stalled(self) -> None:
         """Kill the actors whose file showed no progress for stall_seconds; _finish fails it."""
-        if self._stall_seconds is None:
-            return
+        assert self._stall_seconds is not None
         for ref, (actor, task) in list(self._inflight.items()):
             if task is None or actor in self._stalled:
                 continue
