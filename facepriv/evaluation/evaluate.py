@@ -16,10 +16,10 @@ import numpy as np
 from facepriv.config import RunConfig, load_run_config
 from facepriv.errors import ConfigError, MediaError
 from facepriv.evaluation.metrics import (
-    LEAK_SSIM,
     SIZE_BUCKETS,
     collateral_pixels,
     face_similarity,
+    is_leak,
     match_detections,
     size_bucket,
 )
@@ -120,10 +120,10 @@ def evaluate(
         detections = detections * np.array([image.shape[1], image.shape[0]] * 2)
         scores = np.asarray(data.get("bbox_scores", np.ones(len(detections))), dtype=np.float64)
         heights = faces[:, 3] - faces[:, 1]
-        found_at: dict[float, list[bool]] = {}
         for t in IOU_THRESHOLDS:
             matching = match_detections(faces, ignore, detections, scores, t)
-            found_at[t] = list(matching.face_found)
+            if t == min(IOU_THRESHOLDS):
+                detected = list(matching.face_found)  # any detection matched it, for the leak list
             for face_index, found in enumerate(matching.face_found):
                 for tally in (buckets[size_bucket(heights[face_index])], overall):
                     tally.found[t] += int(found)
@@ -140,7 +140,7 @@ def evaluate(
                         tally.false_positives[t] += 1
         for face_index, box in enumerate(faces):
             similarity = face_similarity(image, output, box)
-            leaked = similarity is not None and similarity >= LEAK_SSIM
+            leaked = is_leak(similarity)
             for tally in (buckets[size_bucket(heights[face_index])], overall):
                 tally.faces += 1
                 tally.leaked += int(leaked)
@@ -148,7 +148,7 @@ def evaluate(
                 leaked_faces.append({
                     "file": entry["file"], "box": [round(float(v), 1) for v in box],
                     "height": round(float(heights[face_index]), 1), "ssim": round(float(similarity), 3),
-                    "detected": bool(found_at[min(IOU_THRESHOLDS)][face_index]),
+                    "detected": bool(detected[face_index]),
                 })
         changed, total = collateral_pixels(image, output, np.vstack([faces, ignore]))
         changed_pixels += changed

@@ -124,7 +124,11 @@ def crop_grey(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
 
 def face_leaked(before: np.ndarray, after: np.ndarray | None, box: np.ndarray) -> bool:
     """Is this face still recognisable in ``after``? A missing output leaks every face."""
-    similarity = face_similarity(before, after, box)
+    return is_leak(face_similarity(before, after, box))
+
+
+def is_leak(similarity: float | None) -> bool:
+    """The leak rule on a face_similarity value (None: an empty box, nothing to leak)."""
     return similarity is not None and similarity >= LEAK_SSIM
 
 
