@@ -115,10 +115,10 @@ def run(
 @cli.command(name="eval")
 @_config_path_option("Run config whose model and draw nodes are evaluated.")
 @click.option(
-    "--annotations",
-    default=None,
+    "--annotations", "annotations", multiple=True,
     type=click.Path(dir_okay=False),
-    help="Annotated photos (face-boxes-v1 JSON, images relative to it).",
+    help="Annotated photos (face-boxes-v1 JSON, images relative to it); with --video, the "
+    "clip's ground truth (face-tracks-v1 JSON, one per --video, in the same order).",
 )
 @click.option(
     "--video", "videos", multiple=True, type=click.Path(dir_okay=False),
@@ -152,25 +152,35 @@ def run(
     "--output", default=None, type=click.Path(dir_okay=False), help="Also write the report as JSON."
 )
 @_log_level_option("warning")
-def evaluate(config_path: str, annotations: str | None, videos: tuple[str, ...], reference: str,
+def evaluate(config_path: str, annotations: tuple[str, ...], videos: tuple[str, ...], reference: str,
              reference_config: str | None, min_face_size: int, worst: int, confirm: bool,
              output: str | None, log_level: str) -> None:
-    """Measure a config on annotated photos (recall, precision, leak rate, collateral) or on
-    videos (frames whose output still shows a face)."""
+    """Measure a config on annotated photos (recall, precision, leak rate, collateral), on
+    videos against their ground truth (leaks, flicker, spurious masks), or on videos with a
+    reference detector (frames whose output still shows a face)."""
     _setup_logging(log_level)
-    if bool(annotations) == bool(videos):
-        raise ConfigError("pass either --annotations FILE (photos) or --video FILE (videos)")
+    if not annotations and not videos:
+        raise ConfigError("pass --annotations FILE (photos) or --video FILE (videos, with or without "
+                          "--annotations)")
     if videos:
         from facepriv.evaluation.video_eval import evaluate_videos, format_video_report
 
         report = evaluate_videos(config_path, list(videos), reference, reference_config,
-                                 min_face_size=min_face_size, worst=worst, confirm=confirm)
-        click.echo(format_video_report(report))
+                                 min_face_size=min_face_size, worst=worst, confirm=confirm,
+                                 annotations=list(annotations) or None)
+        if annotations:
+            from facepriv.evaluation.gt_video import format_gt_report
+
+            click.echo(format_gt_report(report))
+        else:
+            click.echo(format_video_report(report))
     else:
+        if len(annotations) > 1:
+            raise ConfigError("photos take one --annotations file: merge the files or run eval per file")
         from facepriv.evaluation.evaluate import evaluate as run_eval
         from facepriv.evaluation.evaluate import format_report
 
-        report = run_eval(config_path, annotations)
+        report = run_eval(config_path, annotations[0])
         click.echo(format_report(report, worst=worst))
     if output:
         from facepriv.outputs import write_text_atomically

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facepriv.geometry import grow_boxes
 from facepriv.node import AbstractNode
 
 EPSILON = 1e-6
@@ -23,16 +24,6 @@ EPSILON = 1e-6
 # hide(region, face_width, face_height) -> hidden region of the same shape. The face size
 # (before growth) lets methods scale their strength with the face, not with the frame.
 HideFunction = Callable[[np.ndarray, float, float], np.ndarray]
-
-
-def grow_boxes(bboxes: np.ndarray, scale: float) -> np.ndarray:
-    """Scale each normalised box's width and height by ``scale`` around its centre."""
-    boxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-    if scale == 1.0 or boxes.size == 0:
-        return boxes
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * scale
-    return np.hstack([centre - half, centre + half])
 
 
 def pixel_regions(bboxes: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:

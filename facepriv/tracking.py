@@ -1,32 +1,44 @@
 """Face tracks across video frames, so a mask outlives a detector's blink.
 
+Boxes are kept in the coordinates of their shot's first frame ("scene" coordinates):
+each frame's camera motion (``facepriv.camera_motion``) carries the frame into them, so
+a face that stands still while the camera pans or zooms stands still there too, and a
+held mask, drawn back in the frame's coordinates, stays on the face instead of drifting
+onto the wall. A cut starts a new shot: no track crosses it, nothing is held into the
+next shot or back-filled into the last.
+
 Detections are associated frame by frame (overlap with each track's predicted box, then,
 for faces that moved further than they are wide, centre distance). A track's box at a
 frame without its detection is then read off its history:
 
 - between two detections of the track: interpolated (the gap is filled both ways);
-- after its last detection, for up to ``hold_frames``: moved on with its recent motion;
-- before its first detection, for up to ``backfill_frames``: moved back with its first
-  motion (a face is masked a little before the detector first caught it).
+- after its last detection, for up to ``hold_frames``: moved on with the face's own
+  recent motion for at most ``predict_frames``, then left where it got to;
+- before its first detection, for up to ``backfill_frames``: moved back likewise.
 
-Only tracks detected on at least ``min_detections`` frames persist: at low thresholds a
-detector's false boxes flicker on single frames, and holding each of them would hide (and
-cost) far more than the faces. A face found on two frames even far apart (within
-``hold_frames``) qualifies, and with lookahead the gap between them is filled too.
+Only confirmed tracks persist: detected on at least ``min_detections`` frames, and once
+at ``confirm_score`` or more or on ``confirm_frames`` frames. At low thresholds a
+detector's false boxes flicker at low scores on a frame or two; holding each would paint
+masks where no face is. A face is then sustained by detections at the detector's own
+threshold (hysteresis); a face that only ever scores low (small, turned away) is
+confirmed by being found again and again in the same place of the scene.
 
-Such boxes grow while no detection confirms them, because the estimate gets less sure.
-Boxes are in normalised [0, 1] x1, y1, x2, y2 coordinates; overlap and relative
-distances do not depend on the frame's aspect ratio in that space.
+Held boxes grow while no detection confirms them (the estimate gets less sure), never
+past ``max_growth``, and are dropped once mostly outside the frame.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from facepriv.camera_motion import IDENTITY, MotionStep
+from facepriv.geometry import grow_boxes, iou_matrix, share_inside_unit_square, transform_boxes
+
 VELOCITY_SPAN = 5  # detections used to estimate a track's motion
+MIN_VISIBLE = 0.5  # a held box with less of its area inside the frame is dropped
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,9 @@ class TrackSettings:
     hold_frames: int = 15
     backfill_frames: int = 10
     min_detections: int = 2  # a one-frame detection is mostly a false one: not held
+    confirm_score: float = 0.5
+    confirm_frames: int = 5
+    predict_frames: int = 5
     growth_per_frame: float = 0.05
     max_growth: float = 1.5
     min_iou: float = 0.2
@@ -44,16 +59,26 @@ class TrackSettings:
 
 @dataclass
 class Track:
-    """The detections of one face: frame indices ascending, boxes and scores alongside."""
+    """The detections of one face in one shot: frame indices ascending, scene boxes and scores alongside."""
 
+    shot: int  # the frame its shot starts at
     times: list[int] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    best_score: float = 0.0
+    detections: int = 0  # including those forgotten
 
     def add(self, time: int, box: np.ndarray, score: float) -> None:
         self.times.append(time)
         self.boxes.append(np.asarray(box, dtype=np.float64))
         self.scores.append(float(score))
+        self.best_score = max(self.best_score, float(score))
+        self.detections += 1
+
+    def confirmed(self, settings: TrackSettings) -> bool:
+        if self.detections < settings.min_detections:
+            return False
+        return self.best_score >= settings.confirm_score or self.detections >= settings.confirm_frames
 
     def velocity(self, at_end: bool = True) -> np.ndarray:
         """Motion of the box centre per frame over the last (or first) few detections.
@@ -71,12 +96,12 @@ class Track:
         shift = _centre(self.boxes[last]) - _centre(self.boxes[first])
         return np.tile(shift / span, 2)
 
-    def predict(self, time: int) -> np.ndarray:
-        return self.boxes[-1] + self.velocity() * (time - self.times[-1])
+    def predict(self, time: int, predict_frames: int) -> np.ndarray:
+        return self.boxes[-1] + self.velocity() * min(time - self.times[-1], predict_frames)
 
-    def box_at(self, time: int, settings: TrackSettings) -> tuple[np.ndarray, float] | None:
-        """The track's mask at a frame where it was not detected, or None if it has none."""
-        if len(self.times) < settings.min_detections:
+    def box_at(self, time: int, settings: TrackSettings, shot_end: float) -> tuple[np.ndarray, float] | None:
+        """The track's scene box at a frame where it was not detected, or None if it has none."""
+        if not self.confirmed(settings) or not self.shot <= time < shot_end:
             return None
         index = bisect_left(self.times, time)
         if index < len(self.times) and self.times[index] == time:
@@ -88,15 +113,16 @@ class Track:
             distance = min(time - before, after - time)
             score = min(self.scores[index - 1], self.scores[index])
         elif index == len(self.times) and time - self.times[-1] <= settings.hold_frames:
-            box, distance, score = self.predict(time), time - self.times[-1], self.scores[-1]
+            distance = time - self.times[-1]
+            box, score = self.predict(time, settings.predict_frames), self.scores[-1]
         elif index == 0 and self.times[0] - time <= settings.backfill_frames:
             distance = self.times[0] - time
-            box = self.boxes[0] - self.velocity(at_end=False) * distance
+            box = self.boxes[0] - self.velocity(at_end=False) * min(distance, settings.predict_frames)
             score = self.scores[0]
         else:
             return None
         scale = min(settings.max_growth, 1.0 + settings.growth_per_frame * distance)
-        return scale_box(box, scale), score
+        return grow_boxes(box, scale)[0], score
 
     def forget_before(self, time: int) -> None:
         """Drop detections older than ``time``, keeping what motion estimates need."""
@@ -111,28 +137,53 @@ class FaceTracks:
     def __init__(self, settings: TrackSettings) -> None:
         self.settings = settings
         self.tracks: list[Track] = []
+        self.shot_starts: list[int] = []
+        self._to_scene: dict[int, np.ndarray] = {}  # frame -> (frame coords -> scene coords)
+        self._newest: int | None = None
 
-    def add(self, time: int, boxes: np.ndarray, scores: np.ndarray) -> None:
-        """Associate one frame's detections (frames must come in order) with the tracks."""
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        live = [t for t in self.tracks if time - t.times[-1] <= self.settings.hold_frames + 1]
-        predicted = np.array([t.predict(time) for t in live]).reshape(-1, 4)
-        pairs = associate(predicted, boxes, self.settings)
-        matched = set()
-        for track_index, box_index in pairs:
-            live[track_index].add(time, boxes[box_index], scores[box_index])
-            matched.add(box_index)
-        for box_index in range(len(boxes)):
-            if box_index not in matched:
-                track = Track()
-                track.add(time, boxes[box_index], scores[box_index])
-                self.tracks.append(track)
+    def add(self, time: int, boxes: np.ndarray, scores: np.ndarray,
+            motion: MotionStep | None = None) -> list[Track]:
+        """Associate one frame's detections (frames must come in order) with the tracks;
+        returns each detection's track.
+
+        ``motion`` is how the picture moved since the previous frame (None: not at all).
+        """
+        if self._newest is None or (motion is not None and motion.cut):
+            self.shot_starts.append(time)
+            to_scene = IDENTITY
+        else:
+            step = IDENTITY if motion is None else motion.matrix
+            to_scene = self._to_scene[self._newest] @ np.linalg.inv(step)
+        self._to_scene[time], self._newest = to_scene, time
+        shot = self.shot_starts[-1]
+        scene_boxes = transform_boxes(to_scene, boxes)
+        live = [t for t in self.tracks if t.shot == shot and time - t.times[-1] <= self.settings.hold_frames + 1]
+        predicted = np.array([t.predict(time, self.settings.predict_frames) for t in live]).reshape(-1, 4)
+        pairs = associate(predicted, scene_boxes, self.settings)
+        owners: dict[int, Track] = {box_index: live[track_index] for track_index, box_index in pairs}
+        for box_index in range(len(scene_boxes)):
+            if box_index not in owners:
+                owners[box_index] = Track(shot)
+                self.tracks.append(owners[box_index])
+            owners[box_index].add(time, scene_boxes[box_index], scores[box_index])
+        return [owners[box_index] for box_index in range(len(scene_boxes))]
 
     def masks_at(self, time: int) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes and scores of tracks that were not detected at ``time`` but persist there."""
-        found = [held for track in self.tracks if (held := track.box_at(time, self.settings))]
-        boxes = np.array([box for box, _ in found], dtype=np.float64).reshape(-1, 4)
-        return boxes, np.array([score for _, score in found], dtype=np.float32)
+        """Boxes (in the frame's coordinates) and scores of tracks that were not detected at
+        ``time`` but persist there."""
+        if time not in self._to_scene:
+            return np.zeros((0, 4)), np.zeros(0, dtype=np.float32)
+        found = [held for track in self.tracks
+                 if (held := track.box_at(time, self.settings, self._shot_end(track.shot)))]
+        scene = np.array([box for box, _ in found], dtype=np.float64).reshape(-1, 4)
+        boxes = transform_boxes(np.linalg.inv(self._to_scene[time]), scene)
+        visible = share_inside_unit_square(boxes) >= MIN_VISIBLE
+        scores = np.array([score for _, score in found], dtype=np.float32)
+        return boxes[visible], scores[visible]
+
+    def _shot_end(self, shot: int) -> float:
+        index = bisect_right(self.shot_starts, shot)
+        return self.shot_starts[index] if index < len(self.shot_starts) else float("inf")
 
     def forget_before(self, time: int) -> None:
         """Free what frames before ``time`` needed (their masks were already handed on)."""
@@ -140,6 +191,13 @@ class FaceTracks:
         self.tracks = [t for t in self.tracks if t.times[-1] + reach >= time]
         for track in self.tracks:
             track.forget_before(time - reach)
+        for old in [t for t in self._to_scene if t < time and t != self._newest]:
+            del self._to_scene[old]
+        current = bisect_right(self.shot_starts, time) - 1
+        if current > 0:
+            live_shots = {t.shot for t in self.tracks}
+            keep_from = min([current] + [self.shot_starts.index(s) for s in live_shots])
+            del self.shot_starts[:keep_from]
 
 
 def associate(tracks: np.ndarray, detections: np.ndarray, settings: TrackSettings) -> list[tuple[int, int]]:
@@ -171,17 +229,6 @@ def associate(tracks: np.ndarray, detections: np.ndarray, settings: TrackSetting
     return pairs
 
 
-def iou_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Intersection over union of every box of ``first`` with every box of ``second``."""
-    top_left = np.maximum(first[:, None, :2], second[None, :, :2])
-    bottom_right = np.minimum(first[:, None, 2:], second[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_first = np.prod(first[:, 2:] - first[:, :2], axis=1)
-    area_second = np.prod(second[:, 2:] - second[:, :2], axis=1)
-    union = area_first[:, None] + area_second[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def _relative_distance(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
     """Centre distance in track sizes; infinite where the sizes differ more than 2x."""
     centre_t = (tracks[:, :2] + tracks[:, 2:]) / 2
@@ -197,9 +244,3 @@ def _relative_distance(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray
 
 def _centre(box: np.ndarray) -> np.ndarray:
     return (box[:2] + box[2:]) / 2
-
-
-def scale_box(box: np.ndarray, scale: float) -> np.ndarray:
-    """Grow a box by ``scale`` about its centre."""
-    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * scale
-    return np.concatenate([centre - half, centre + half])

@@ -17,7 +17,7 @@ from facepriv.media import FrameInfo, MediaItem
 from facepriv.node import build_node
 from facepriv.nodes.input.visual import Node as VisualInput
 from facepriv.runner import Pipeline
-from facepriv.tracking import iou_matrix
+from facepriv.geometry import iou_matrix
 
 
 class Frames:
@@ -221,11 +221,12 @@ def test_file_lookahead_decodes_again_and_matches_the_window(short_clip, detecto
     assert file.order == window.order == list(range(40))
     for index in range(40):
         np.testing.assert_array_equal(file.frames[index]["img"], file.frames[index]["eval_original"])
-        # The same masks; a back-filled box may differ a little, as the file pass knows
-        # more of the new face's motion than the window did.
+        # Every mask of the window, and maybe more: the file pass knows more of each face's
+        # future (a track the window could not confirm yet may be confirmed later on), and
+        # a back-filled box may differ a little, as it knows more of the new face's motion.
         boxes_file, boxes_window = file.frames[index]["bboxes"], window.frames[index]["bboxes"]
-        assert len(boxes_file) == len(boxes_window)
-        assert (iou_matrix(boxes_file, boxes_window).max(axis=1, initial=1) > 0.7).all()
+        assert len(boxes_file) >= len(boxes_window)
+        assert (iou_matrix(boxes_window, boxes_file).max(axis=1, initial=1) > 0.7).all()
     assert file.frames[5]["bbox_held"].any() and file.frames[15]["bbox_held"].any()
 
 

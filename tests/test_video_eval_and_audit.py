@@ -66,8 +66,9 @@ def test_eval_video_cli_prints_table_and_writes_json(short_clip, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--annotations", "a.json", "--video", "v.mp4"], "either --annotations"),
-    ([], "either --annotations"),
+    (["--annotations", "a.json", "--video", "CLIP"], "do not exist"),
+    (["--annotations", "a.json", "--video", "CLIP", "--video", "CLIP"], "one annotations file per video"),
+    ([], "pass --annotations"),
     (["--video", "missing.mp4"], "does not exist"),
     (["--video", "CLIP", "--reference", "draw.mosaic_bbox"], "not a model node"),
     (["--video", "CLIP", "--reference_config", "{'min_size': -3}"], "min_size"),

@@ -1,11 +1,12 @@
 """``facepriv eval --video``: which output frames still show a face.
 
-Video clips rarely come with per-frame face boxes, so a reference detector with its own
-settings (by default model.centerface at full resolution and a low threshold) looks at
-every INPUT frame; each face it finds is checked in the pipeline's output frame with
-the leak measure. The config's pipeline runs as it would for ``facepriv run`` (trackers
-and all), only its output nodes are left out, so what is measured is what would be
-written. The worst frames are listed with their timestamps for review by eye.
+With ``--annotations`` the clip's ground truth decides (``gt_video``). Most clips come
+without per-frame face boxes, though: then a reference detector with its own settings
+(by default model.centerface at full resolution and a low threshold) looks at every
+INPUT frame, and each face it finds is checked in the pipeline's output frame with the
+leak measure. Either way the config's pipeline runs as it would for ``facepriv run``
+(trackers and all), only its output nodes are left out, so what is measured is what
+would be written. The worst frames are listed with their timestamps for review by eye.
 """
 
 from __future__ import annotations
@@ -137,25 +138,36 @@ def evaluate_videos(
     min_face_size: int = 20,
     worst: int = 10,
     confirm: bool = True,
+    annotations: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the config on each video and report the output frames that leave a face visible."""
-    from facepriv.api import build_nodes
-    from facepriv.node import build_node
+    """Run the config on each video and report the output frames that leave a face visible.
+
+    With ``annotations`` (one face-tracks-v1 file per video) the output is scored against
+    that ground truth instead of a reference detector (``facepriv.evaluation.gt_video``).
+    """
     from facepriv.runner import Pipeline
 
+    if annotations and len(annotations) != len(videos):
+        raise ConfigError(
+            f"{len(videos)} --video but {len(annotations)} --annotations: pass one annotations file per video"
+        )
     if not reference.startswith("model."):
         raise ConfigError(f"--reference '{reference}' is not a model node: use e.g. model.mtcnn")
-    run_config = load_run_config(config_path)
-    kept = [(name, over) for name, over in run_config.nodes if not name.startswith("output.")]
-    if not kept or kept[0][0] != "input.visual":
-        raise ConfigError("the config must start with input.visual to be evaluated on videos")
     if isinstance(reference_config, str):
         reference_config = parse_node_config(f'{{"{reference}": {reference_config}}}')[reference]
-    report: dict[str, Any] = {"config": str(config_path), "reference": reference, "videos": []}
-    for video in videos:
-        if not Path(video).is_file():
-            raise ConfigError(f"video '{video}' does not exist: pass --video FILE")
-        nodes = build_nodes(RunConfig(nodes=kept), {"input.visual": {"source": str(video)}})
+    report: dict[str, Any] = {"config": str(config_path), "videos": []}
+    for index, video in enumerate(videos):
+        if annotations:
+            from facepriv.evaluation.gt_video import GroundTruthCheck, clip_report, load_face_tracks
+
+            truth = GroundTruthCheck(load_face_tracks(annotations[index]), min_face_size)
+            nodes = _pipeline_without_outputs(config_path, video)
+            summary = Pipeline([nodes[0], _KeepOriginal(), *nodes[1:], truth]).run()
+            report["videos"].append(clip_report(video, truth, summary.failed_items, worst))
+            continue
+        from facepriv.node import build_node
+
+        nodes = _pipeline_without_outputs(config_path, video)
         check = _LeakCheck(
             build_node(reference, PERMISSIVE_SETTINGS.get(reference), reference_config), min_face_size,
             confirm,
@@ -166,9 +178,29 @@ def evaluate_videos(
         report["videos"][-1]["collateral"] = (
             round(100.0 * check.changed_pixels / check.other_pixels, 2) if check.other_pixels else None
         )
-    report["settings"] = {"min_face_size": min_face_size, "leak_ssim": LEAK_SSIM, "confirm": confirm}
+    report["settings"] = {"min_face_size": min_face_size, "leak_ssim": LEAK_SSIM}
+    report["faces_leaked"] = sum(v["faces_leaked"] for v in report["videos"])
     report["frames_leaked"] = sum(v["frames_leaked"] for v in report["videos"])
+    if annotations:
+        report["ground_truth"] = list(annotations)
+        report["faces"] = sum(v["faces"] for v in report["videos"])
+    else:
+        report["reference"] = reference
+        report["settings"]["confirm"] = confirm
     return report
+
+
+def _pipeline_without_outputs(config_path: str | Path, video: str) -> list[Any]:
+    """The config's nodes on ``video``, output nodes left out: what would be written."""
+    from facepriv.api import build_nodes
+
+    run_config = load_run_config(config_path)
+    kept = [(name, over) for name, over in run_config.nodes if not name.startswith("output.")]
+    if not kept or kept[0][0] != "input.visual":
+        raise ConfigError("the config must start with input.visual to be evaluated on videos")
+    if not Path(video).is_file():
+        raise ConfigError(f"video '{video}' does not exist: pass --video FILE")
+    return build_nodes(RunConfig(nodes=kept), {"input.visual": {"source": str(video)}})
 
 
 def _video_report(video: str, frames: list[dict[str, Any]], failed: list[str], worst: int) -> dict[str, Any]:

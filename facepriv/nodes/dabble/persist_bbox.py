@@ -1,8 +1,9 @@
 """dabble.persist_bbox: face masks that persist across detection gaps.
 
 A detector that misses a face for one frame in thirty publishes that face. This node
-tracks faces (``facepriv.tracking``) and adds a box for every face that persists in a
-frame without its detection; ``bbox_held`` marks those boxes.
+tracks faces (``facepriv.tracking``), following the camera's motion and cuts
+(``facepriv.camera_motion``), and adds a box for every face that persists in a frame
+without its detection; ``bbox_held`` marks those boxes.
 
 To fill a gap from both sides, or mask a face before its first detection, a frame must
 wait for later ones. Video frames therefore wait (``lookahead: window``, a bounded
@@ -21,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from facepriv.camera_motion import CameraMotion
 from facepriv.media import MediaItem
 from facepriv.node import AbstractNode
-from facepriv.tracking import FaceTracks, TrackSettings
+from facepriv.tracking import FaceTracks, Track, TrackSettings
 
 
 @dataclass
@@ -33,6 +35,7 @@ class _Waiting:
     item: MediaItem | None
     tracks: FaceTracks | None
     shape: tuple[int, ...]
+    owners: list[Track]  # the track of each detection
 
 
 class Node(AbstractNode):
@@ -42,10 +45,13 @@ class Node(AbstractNode):
         super().__init__(config, **overrides)
         self.settings = TrackSettings(
             hold_frames=self.hold_frames, backfill_frames=self.backfill_frames,
-            min_detections=self.min_detections,
+            min_detections=self.min_detections, confirm_score=self.confirm_score,
+            confirm_frames=self.confirm_frames,
+            predict_frames=self.predict_frames,
             growth_per_frame=self.growth_per_frame, max_growth=self.max_growth,
             min_iou=self.min_iou, max_jump=self.max_jump,
         )
+        self._motion: CameraMotion | None = None
         self._waiting: deque[_Waiting] = deque()
         self._item: MediaItem | None = None
         self._tracks: FaceTracks | None = None
@@ -83,14 +89,20 @@ class Node(AbstractNode):
             self._item = item
             tracked = item is not None and item.kind in ("video", "live")  # a photo is one frame
             self._tracks = FaceTracks(self.settings) if tracked else None
+            self._motion = CameraMotion() if tracked and self.camera_motion else None
         time = info.index if info is not None else 0
         self._newest = time
-        if self._tracks is not None:
-            self._tracks.add(time, pool["bboxes"], pool["bbox_scores"])
         image = pool["img"]
+        owners: list[Track] = []
+        if self._tracks is not None:
+            motion = self._motion.update(image) if self._motion is not None else None
+            owners = self._tracks.add(time, pool["bboxes"], pool["bbox_scores"], motion)
+            if self._motion is not None:
+                held, _ = self._tracks.masks_at(time)
+                self._motion.avoid(np.vstack([np.reshape(pool["bboxes"], (-1, 4)), held]))
         if self._delay(item) == float("inf"):
             pool["img"] = None  # decoded again when the frame is handed on
-        self._waiting.append(_Waiting(time, pool, item, self._tracks, image.shape))
+        self._waiting.append(_Waiting(time, pool, item, self._tracks, image.shape, owners))
 
     def _delay(self, item: MediaItem | None) -> float:
         if item is None or item.kind != "video" or self.lookahead == "none":
@@ -117,6 +129,10 @@ class Node(AbstractNode):
         pool = waiting.pool
         boxes = np.asarray(pool["bboxes"], dtype=np.float32).reshape(-1, 4)
         labels, scores = np.asarray(pool["bbox_labels"]), np.asarray(pool["bbox_scores"], dtype=np.float32)
+        if waiting.owners and self.drop_unconfirmed and self._delay(waiting.item) > 0:
+            kept = np.array([score >= self.confirm_score or track.confirmed(self.settings)
+                             for score, track in zip(scores, waiting.owners, strict=True)], dtype=bool)
+            boxes, labels, scores = boxes[kept], labels[kept], scores[kept]
         held = np.zeros(len(boxes), dtype=bool)
         if waiting.tracks is not None:
             extra, extra_scores = waiting.tracks.masks_at(waiting.time)
