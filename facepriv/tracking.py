@@ -157,7 +157,8 @@ class FaceTracks:
         self._to_scene[time], self._newest = to_scene, time
         shot = self.shot_starts[-1]
         scene_boxes = transform_boxes(to_scene, boxes)
-        live = [t for t in self.tracks if t.shot == shot and time - t.times[-1] <= self.settings.hold_frames + 1]
+        reach = self.settings.hold_frames + 1
+        live = [t for t in self.tracks if t.shot == shot and time - t.times[-1] <= reach]
         predicted = np.array([t.predict(time, self.settings.predict_frames) for t in live]).reshape(-1, 4)
         pairs = associate(predicted, scene_boxes, self.settings)
         owners: dict[int, Track] = {box_index: live[track_index] for track_index, box_index in pairs}

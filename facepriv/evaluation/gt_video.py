@@ -36,11 +36,15 @@ def load_face_tracks(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"annotations '{path}' do not exist: pass the clip's face-tracks-v1 JSON") from None
+        raise ConfigError(
+            f"annotations '{path}' do not exist: pass the clip's face-tracks-v1 JSON"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"annotations '{path}' cannot be read as JSON ({err}): pass a face-tracks-v1 file") \
-            from None
-    if not isinstance(data, dict) or data.get("format") != TRACKS_FORMAT or not isinstance(data.get("frames"), list):
+        raise ConfigError(
+            f"annotations '{path}' cannot be read as JSON ({err}): pass a face-tracks-v1 file"
+        ) from None
+    frames = data.get("frames") if isinstance(data, dict) else None
+    if not isinstance(frames, list) or data.get("format") != TRACKS_FORMAT:
         raise ConfigError(
             f"annotations '{path}' are not {TRACKS_FORMAT} (a 'format' and a 'frames' list): "
             "pass the JSON written beside the clip"
@@ -195,8 +199,8 @@ def format_gt_report(report: dict[str, Any]) -> str:
                          f"box {frame['worst_box']}")
         for frame in clip["most_spurious_frames"]:
             when = "" if frame["time"] is None else f" at {frame['time']:.3f} s"
-            lines.append(f"    spurious: frame {frame['frame']}{when}, {frame['spurious']:.2f}% of the frame "
-                         "changed away from every face")
+            lines.append(f"    spurious: frame {frame['frame']}{when}, {frame['spurious']:.2f}% of the "
+                         "frame changed away from every face")
     lines.append(
         f"{report['faces_leaked']} of {report['faces']} ground-truth face(s) of {settings['min_face_size']} px "
         f"or more leaked (SSIM >= {settings['leak_ssim']}); spurious = changes beyond {SPURIOUS_REACH}x "
