@@ -202,7 +202,8 @@ def format_gt_report(report: dict[str, Any]) -> str:
             lines.append(f"    spurious: frame {frame['frame']}{when}, {frame['spurious']:.2f}% of the "
                          "frame changed away from every face")
     lines.append(
-        f"{report['faces_leaked']} of {report['faces']} ground-truth face(s) of {settings['min_face_size']} px "
+        f"{report['faces_leaked']} of {report['faces']} ground-truth face(s) of "
+        f"{settings['min_face_size']} px "
         f"or more leaked (SSIM >= {settings['leak_ssim']}); spurious = changes beyond {SPURIOUS_REACH}x "
         "every face box"
     )
