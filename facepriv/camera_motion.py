@@ -78,13 +78,13 @@ class CameraMotion:
         of the faces found or held in the last frame): a face that walks or turns must not be
         taken for the camera."""
         if self._grey is not None:
-            self._corners = cv2.goodFeaturesToTrack(self._grey, MAX_CORNERS, qualityLevel=0.01,
-                                                    minDistance=7, blockSize=7,
-                                                    mask=_background(self._grey.shape, faces))
+            self._corners = _corners(self._grey, faces)
 
     def _follow(self, before: np.ndarray, after: np.ndarray,
                 corners: np.ndarray | None) -> tuple[float, np.ndarray]:
         """(share of corners the motion explains, the motion); identity when it cannot be trusted."""
+        if corners is None:  # no faces to avoid were given
+            corners = _corners(before, None)
         if corners is None or len(corners) < MIN_CORNERS:
             return 1.0, IDENTITY  # nothing to follow (a wall, the dark): no sign of a cut either
         moved, status, _ = cv2.calcOpticalFlowPyrLK(before, after, corners, None, winSize=(21, 21),
@@ -109,6 +109,16 @@ def _small_grey(image: np.ndarray) -> np.ndarray:
     size = (max(int(round(width * scale)), 8), max(int(round(height * scale)), 8))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image
     return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+
+
+def _corners(grey: np.ndarray, faces: np.ndarray | None) -> np.ndarray | None:
+    """Corners outside the faces; all corners when faces fill the frame (a close-up)."""
+    mask = _background(grey.shape, faces)
+    corners = cv2.goodFeaturesToTrack(grey, MAX_CORNERS, qualityLevel=0.01, minDistance=7, blockSize=7,
+                                      mask=mask)
+    if mask is not None and (corners is None or len(corners) < 2 * MIN_CORNERS):
+        corners = cv2.goodFeaturesToTrack(grey, MAX_CORNERS, qualityLevel=0.01, minDistance=7, blockSize=7)
+    return corners
 
 
 def _background(shape: tuple[int, ...], faces: np.ndarray | None) -> np.ndarray | None:

@@ -51,8 +51,8 @@ class TrackSettings:
     confirm_score: float = 0.5
     confirm_frames: int = 5
     predict_frames: int = 5
-    growth_per_frame: float = 0.05
-    max_growth: float = 1.5
+    growth_per_frame: float = 0.02
+    max_growth: float = 1.2
     min_iou: float = 0.2
     max_jump: float = 1.5  # centre distance, in face sizes, a face may move between detections
 

@@ -109,7 +109,7 @@ class Node(AbstractNode):
             return 0
         if self.lookahead == "file" and item.replay is not None:
             return float("inf")
-        return max(self.hold_frames, self.backfill_frames)
+        return max(self.hold_frames, self.backfill_frames, self.window_frames)
 
     def _ready(self, waiting: _Waiting) -> bool:
         if self._end is not None or waiting.item is not self._item:
