@@ -35,6 +35,7 @@ logger = logging.getLogger("facepriv.video")
 # setting -> (FFmpeg muxer, file suffix); each holds H.264/H.265/MPEG-4 video and AAC audio
 CONTAINERS = {"mp4": ("mp4", ".mp4"), "mov": ("mov", ".mov"), "mkv": ("matroska", ".mkv")}
 MUXER_KEYS = {"major_brand", "minor_version", "compatible_brands", "encoder"}  # set by the muxer itself
+LOCATION_WORD = "location"  # location, location-eng, com.apple.quicktime.location.ISO6709: never kept
 AUDIO_LEAD = 0.5  # seconds of audio muxed ahead of the video, so the file interleaves well
 FALLBACK_AUDIO_CODEC = "aac"
 QUEUED_FRAMES = 4  # frames waiting for the encoding thread; bounds memory and latency
@@ -142,13 +143,11 @@ class VideoWriter:
         try:
             self._source = av.open(str(source), metadata_errors="ignore") if source else None
             if settings.keep_metadata and self._source is not None:
-                self._out.metadata.update(
-                    {k: v for k, v in self._source.metadata.items() if k not in MUXER_KEYS}
-                )
+                self._out.metadata.update(_safe_tags(self._source.metadata, MUXER_KEYS))
             self._video = _add_video_stream(self._out, settings, *self.size, time_base, fps)
             if settings.keep_metadata and self._source is not None:
                 original = main_video_stream(self._source)
-                self._video.metadata.update(dict(original.metadata) if original is not None else {})
+                self._video.metadata.update(_safe_tags(original.metadata) if original is not None else {})
             context = self._video.codec_context
             for name, value in (color_tags or {}).items():
                 setattr(context, name, value)
@@ -266,6 +265,12 @@ class VideoWriter:
                 self._source.close()
 
 
+def _safe_tags(tags: Any, also_dropped: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+    """Tags worth keeping with keep_metadata: never a location, nor what the muxer writes itself."""
+    return {key: value for key, value in dict(tags).items()
+            if key not in also_dropped and LOCATION_WORD not in key.lower()}
+
+
 def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Pad an odd-sided frame by one pixel, or resize a frame whose size changed mid-file."""
     import cv2
@@ -300,7 +305,7 @@ class _AudioCopy:
                 )
                 target = out.add_stream(FALLBACK_AUDIO_CODEC, rate=stream.codec_context.sample_rate or 48000)
                 self._transcode.add(stream.index)
-            metadata = dict(stream.metadata) if settings.keep_metadata else {}
+            metadata = _safe_tags(stream.metadata) if settings.keep_metadata else {}
             if stream.language:
                 metadata["language"] = stream.language
             target.metadata.clear()

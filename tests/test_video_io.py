@@ -226,7 +226,7 @@ def test_display_rotation_is_applied_to_the_pixels(rotation, turn, videos_dir, t
 # --------------------------------------------------------------------------- metadata
 
 
-def test_container_metadata_is_dropped_unless_kept(videos_dir, tmp_path):
+def test_container_metadata_is_dropped_unless_kept_and_location_always(videos_dir, tmp_path):
     tags = {"location": "+43.4674+011.8851/", "title": "interview with A. Person", "artist": "J. Doe"}
     source = remux(videos_dir / AUDIO_FIRST, tmp_path / "tagged.mp4", metadata=tags)
     assert probe(source)["metadata"].get("location") == tags["location"]
@@ -237,7 +237,8 @@ def test_container_metadata_is_dropped_unless_kept(videos_dir, tmp_path):
 
     anonymize(source, tmp_path / "kept", keep_metadata=True)
     kept = probe(tmp_path / "kept" / "tagged.mp4")["metadata"]
-    assert kept.get("location") == tags["location"] and kept.get("title") == tags["title"]
+    assert kept.get("title") == tags["title"] and kept.get("artist") == tags["artist"]
+    assert not [key for key in kept if "location" in key], kept  # never where it was filmed
 
 
 def test_audio_the_container_cannot_hold_is_reencoded(videos_dir, tmp_path):
