@@ -24,6 +24,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 STREAM_PREFIXES = ("http://", "https://", "rtsp://", "rtmp://")
 GLOB_CHARS = frozenset("*?[")
+# input.visual.max_megapixels: no image or video frame above this is decoded. 8K video is 33 MP.
+DEFAULT_MAX_MEGAPIXELS = 50.0
+BYTES_PER_PIXEL_ON_DISK = 8  # the most an uncompressed file stores (16-bit RGBA TIFF)
 
 
 def is_image(path: str | Path) -> bool:
@@ -189,16 +192,51 @@ def _relative_name(file: Path, root: Path) -> str:
 # --------------------------------------------------------------------------- pixels
 
 
-def read_image(path: str | Path) -> np.ndarray | None:
+class ImageRefused(MediaError):
+    """An image that is not decoded: too large, or its header does not parse."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot read image '{path}': {reason}")
+        self.reason = reason
+
+
+def pixel_limit_reason(width: int, height: int, max_megapixels: float, what: str = "it is") -> str | None:
+    """Why a picture of width x height is refused (None if it is within the limit)."""
+    if width * height <= max_megapixels * 1e6:
+        return None
+    return (
+        f"{what} {width}x{height} pixels ({width * height / 1e6:.1f} MP), above "
+        f"input.visual.max_megapixels ({max_megapixels:g}): shrink it first, or raise that setting "
+        "if this machine has the memory"
+    )
+
+
+def read_image(path: str | Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray | None:
     """Read an image as 3-channel BGR uint8 (EXIF orientation applied); None if unreadable.
 
-    Reads bytes first so paths that OpenCV's C++ API cannot open (non-ASCII names)
+    Its declared size is checked from the header first (``ImageRefused`` above
+    ``max_megapixels``): the decoder would allocate the whole picture before decoding a
+    row. Reads bytes first so paths that OpenCV's C++ API cannot open (non-ASCII names)
     still work.
     """
     import cv2
 
+    from facepriv.image_header import HEADER_BYTES, image_size
+
+    path = Path(path)
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        with open(path, "rb") as handle:
+            size = image_size(handle.read(HEADER_BYTES))
+            if size is None:
+                return None
+            reason = pixel_limit_reason(*size, max_megapixels)
+            largest = BYTES_PER_PIXEL_ON_DISK * size[0] * size[1] + 16 * HEADER_BYTES
+            if reason is None and os.fstat(handle.fileno()).st_size > largest:
+                reason = "the file is far larger than the picture it declares: it is damaged or not an image"
+            if reason is not None:
+                raise ImageRefused(path, reason)
+            handle.seek(0)
+            data = np.frombuffer(handle.read(), dtype=np.uint8)
     except OSError:
         return None
     if data.size == 0:

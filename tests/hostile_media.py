@@ -133,8 +133,9 @@ def portrait_photo_with_hidden_originals(image: np.ndarray) -> bytes:
 
 
 def h264_clip(path: Path, width: int, height: int, frames: int = 2, faststart: bool = True,
-              audio: str | None = None) -> Path:
-    """A tiny real H.264 clip (black frames), optionally with a sine of ``audio`` codec."""
+              audio: str | None = None, noise: bool = False) -> Path:
+    """A real H.264 clip of black frames (of random noise: a large file), optionally with a
+    sine of ``audio`` codec."""
     import av
 
     options = {"movflags": "+faststart"} if faststart and path.suffix in (".mp4", ".mov") else {}
@@ -142,8 +143,11 @@ def h264_clip(path: Path, width: int, height: int, frames: int = 2, faststart: b
         video = out.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         sound = out.add_stream(audio, rate=44100, options={"strict": "experimental"}) if audio else None
+        rng = np.random.default_rng(0)
         for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.zeros((height * 3 // 2, width), np.uint8), format="yuv420p")
+            planes = rng.integers(0, 255, (height * 3 // 2, width), np.uint8) if noise \
+                else np.zeros((height * 3 // 2, width), np.uint8)
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
             frame.pts = index
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
@@ -201,3 +205,12 @@ def png_with_hidden_originals(image: np.ndarray) -> bytes:
         + png_chunk(b"tEXt", comment) + png_chunk(b"tEXt", b"Author\x00J. Doe")
     data = png.tobytes()
     return data[:33] + chunks + data[33:]
+
+
+def h264_clip_in_child(path: Path, width: int, height: int, frames: int = 2) -> Path:
+    """``h264_clip`` run in a child process: encoding a huge frame takes about 1 GB, which
+    the test process should not keep."""
+    code = f"from hostile_media import h264_clip; h264_clip(Path({str(path)!r}), {width}, {height}, {frames})"
+    subprocess.run([sys.executable, "-c", "from pathlib import Path; " + code], check=True,
+                   cwd=Path(__file__).parent, timeout=300)
+    return path

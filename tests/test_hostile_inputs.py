@@ -9,14 +9,29 @@ that the inputs are unchanged and that nothing is left under a final or hidden n
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
+import threading
 
+import av
 import pytest
 
+from facepriv.batch.manifest import MANIFEST_NAME
 from facepriv.image_metadata import exif_ifd0, jpeg_segments, png_chunks, read_exif
 
-from conftest import error_lines, run_cli
-from hostile_media import jpeg_bytes, photo, png_with_hidden_originals, portrait_photo_with_hidden_originals
-from test_bad_inputs import q, tree_hashes
+from conftest import RangeHandler, error_lines, run_cli
+from hostile_media import (
+    h264_clip,
+    h264_clip_in_child,
+    jpeg_bomb,
+    jpeg_bytes,
+    photo,
+    png_bomb,
+    png_with_hidden_originals,
+    portrait_photo_with_hidden_originals,
+    run_measured,
+)
+from test_bad_inputs import q, run_args, tree_hashes
 
 GPS_IFD, MAKE, EXIF_IFD = 0x8825, 0x010F, 0x8769
 
@@ -31,7 +46,7 @@ def writer_config(tmp_path, source, *writer_lines: str, visual_lines: tuple[str,
 
 
 def run_ok(config: str, cwd) -> None:
-    result = run_cli("run", "--config_path", config, "--log_level", "warning", cwd=cwd)
+    result = run_cli(*run_args(config), cwd=cwd)
     assert result.returncode == 0, result.stderr
     assert error_lines(result.stderr) == [], result.stderr
 
@@ -66,3 +81,130 @@ def test_keep_metadata_never_keeps_an_embedded_picture(kind, tmp_path):
     else:
         texts = [payload for chunk, payload in png_chunks(output) if chunk in (b"tEXt", b"zTXt", b"iTXt")]
         assert texts == [b"Author\x00J. Doe"]  # a short comment survives, long ones do not
+
+
+# --------------------------------------------------------------------------- size limits
+
+MB = 1 << 20
+REFUSED_MARGIN = 64 * MB  # what a refused bomb may cost over a tiny input; one 8192x8192 frame is 100 MB
+BYTES_PER_FRAME_PIXEL = 200  # README: about 90 measured (decoder and x264 threads); generous for more cores
+
+
+def leftovers(folder) -> list[str]:
+    """Files under ``folder`` other than the run's manifest: outputs, finished or hidden."""
+    if not folder.exists():
+        return []
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.name != MANIFEST_NAME)
+
+
+@pytest.fixture(scope="module")
+def baseline_peak(tmp_path_factory) -> int:
+    """Peak memory of a run on a tiny photo: what importing and starting costs."""
+    root = tmp_path_factory.mktemp("baseline")
+    (root / "tiny.jpg").write_bytes(jpeg_bytes(photo(16, 16)))
+    result, peak = run_measured(run_args(writer_config(root, root / "tiny.jpg")), root)
+    assert result.returncode == 0, result.stderr
+    return peak
+
+
+BOMBS = {
+    "png-30000x30000": ("bomb.png", lambda path: path.write_bytes(png_bomb(30000, 30000))),
+    "jpeg-30000x30000": ("bomb.jpg", lambda path: path.write_bytes(jpeg_bomb(30000, 30000))),
+    "h264-8192x8192": ("bomb.mp4", lambda path: h264_clip_in_child(path, 8192, 8192)),
+}
+
+
+@pytest.mark.parametrize("bomb", BOMBS, ids=list(BOMBS))
+def test_a_pixel_bomb_is_refused_from_its_header_before_any_allocation(bomb, tmp_path, baseline_peak):
+    name, build = BOMBS[bomb]
+    source = tmp_path / "in" / name
+    source.parent.mkdir()
+    build(source)
+    assert source.stat().st_size < 300_000  # small on disk
+    before = tree_hashes(source.parent)
+    result, peak = run_measured(run_args(writer_config(tmp_path, source)), tmp_path)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert name in lines[0] and "input.visual.max_megapixels (50)" in lines[0], lines[0]
+    assert peak < baseline_peak + REFUSED_MARGIN, f"{peak / MB:.0f} MB against {baseline_peak / MB:.0f} MB"
+    assert tree_hashes(source.parent) == before and leftovers(tmp_path / "out") == []
+
+
+def test_a_bomb_in_a_folder_fails_alone(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_bomb.png").write_bytes(png_bomb(20000, 20000))
+    (folder / "b_fine.jpg").write_bytes(jpeg_bytes(photo()))
+    result = run_cli(*run_args(writer_config(tmp_path, folder)), cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_lines(result.stderr) == [
+        "error: 1 input(s) could not be processed (listed above): fix or remove them and run again"]
+    assert "a_bomb.png: it is 20000x20000 pixels (400.0 MP), above input.visual.max_megapixels" \
+        in result.stderr
+    assert leftovers(tmp_path / "out") == ["b_fine.jpg"]
+
+
+def test_an_accepted_video_at_the_limit_stays_within_the_documented_memory(tmp_path, baseline_peak):
+    source = h264_clip(tmp_path / "in.mp4", 1280, 720, frames=10)
+    config = writer_config(tmp_path, source, visual_lines=("    max_megapixels: 0.93",))
+    result, peak = run_measured(run_args(config), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert leftovers(tmp_path / "out") == ["in.mp4"]
+    bound = baseline_peak + BYTES_PER_FRAME_PIXEL * 1280 * 720
+    assert peak < bound, f"{peak / MB:.0f} MB, bound {bound / MB:.0f} MB"
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class WholeFileHandler(http.server.SimpleHTTPRequestHandler):
+    """A plain web server: no range requests, as many are; it answers every GET with the whole file."""
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def plain_http_server(tmp_path):
+    """Serves tmp_path/www on the loopback interface until the test ends."""
+    (tmp_path / "www").mkdir()
+    handler = functools.partial(WholeFileHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path / "www", f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_mp4_with_its_index_at_the_end_over_plain_http_fails_clearly(plain_http_server, tmp_path):
+    """Before: '0 frame(s)', no output and exit code 0."""
+    folder, url = plain_http_server
+    clip = h264_clip(folder / "late_index.mp4", 320, 240, frames=30, faststart=False, noise=True)
+    assert clip.read_bytes().find(b"moov") > clip.read_bytes().find(b"mdat")  # the index is at the end
+    result = run_cli(*run_args(writer_config(tmp_path, f"{url}/late_index.mp4")), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "late_index.mp4" in lines[0] and "gave no frame" in lines[0], result.stderr
+    assert "range requests" in lines[0] and "faststart" in lines[0]
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_the_same_mp4_from_a_server_with_range_requests_is_read_whole(tmp_path, sample_video):
+    """The fix does not refuse what works: a server that answers ranges gives every frame."""
+    clip = h264_clip(tmp_path / "late_index.mp4", 320, 240, frames=30, faststart=False, noise=True)
+    handler = functools.partial(RangeHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{clip.name}"
+        run_ok(writer_config(tmp_path, url), tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    (written,) = leftovers(tmp_path / "out")
+    with av.open(str(tmp_path / "out" / written)) as output:
+        assert sum(1 for _ in output.decode(video=0)) == 30
