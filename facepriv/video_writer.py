@@ -125,13 +125,16 @@ class VideoWriter:
         color_tags: dict[str, Any] | None = None,
         sample_aspect_ratio: Fraction | None = None,
         background: bool = True,
+        label: str | None = None,
     ) -> None:
+        """``label`` names the file in messages (the final name, not the hidden temporary one)."""
         av = load_av()
+        label = label or path.name
         width, height = size
         self.size = (width + width % 2, height + height % 2)  # 4:2:0 needs even sides
         if self.size != size:
             logger.warning("%s: %dx%d frames are padded to %dx%d (H.264 4:2:0 needs even sides)",
-                           path.name, width, height, *self.size)
+                           label, width, height, *self.size)
         options = {"movflags": "+faststart"} if settings.container in ("mp4", "mov") else {}
         self._path = path
         self._failure: BaseException | None = None  # raised by the encoding thread
@@ -165,7 +168,7 @@ class VideoWriter:
         self.frames = 0
         if background:
             self._thread = threading.Thread(
-                target=self._encode_queued, name=f"encode {path.name}", daemon=True
+                target=self._encode_queued, name=f"encode {label}", daemon=True
             )
             self._thread.start()
 

@@ -208,3 +208,42 @@ def test_the_same_mp4_from_a_server_with_range_requests_is_read_whole(tmp_path, 
     (written,) = leftovers(tmp_path / "out")
     with av.open(str(tmp_path / "out" / written)) as output:
         assert sum(1 for _ in output.decode(video=0)) == 30
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_a_240_byte_file_name_is_written_like_any_other(tmp_path):
+    """Before: 'OSError: File name too long' from the hidden temporary name, a traceback,
+    and the rest of the folder not processed."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    long_photo, long_clip = "p" * 236 + ".jpg", "v" * 236 + ".mp4"
+    (folder / long_photo).write_bytes(jpeg_bytes(photo()))
+    h264_clip(folder / long_clip, 64, 48, frames=3)
+    (folder / "z.jpg").write_bytes(jpeg_bytes(photo()))
+    before = tree_hashes(folder)
+    run_ok(writer_config(tmp_path, folder), tmp_path)
+    assert leftovers(tmp_path / "out") == sorted([long_photo, long_clip, "z.jpg"])
+    assert tree_hashes(folder) == before
+
+
+def test_a_name_the_file_system_cannot_hold_fails_that_file_alone(tmp_path):
+    """The input's path fits in PATH_MAX (4096 bytes) but its mirror below a longer output_dir does not."""
+    folder = tmp_path / "in"
+    deep = folder
+    for index in range((4096 - len(str(folder)) - 20) // 251):
+        deep = deep / (chr(ord("a") + index % 26) * 250)
+    deep.mkdir(parents=True)
+    (deep / "x.jpg").write_bytes(jpeg_bytes(photo()))
+    (folder / "top.jpg").write_bytes(jpeg_bytes(photo()))
+    output_dir = tmp_path / ("o" * 250)
+    config = tmp_path / "config.yml"
+    config.write_text(f"nodes:\n- input.visual:\n    source: {q(folder)}\n    recursive: true\n"
+                      f"- output.media_writer:\n    output_dir: {q(output_dir)}\n", encoding="utf-8")
+    result = run_cli(*run_args(str(config)), cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_lines(result.stderr) == [
+        "error: 1 input(s) could not be processed (listed above): fix or remove them and run again"]
+    assert "x.jpg: the file system cannot hold the output name (File name too long)" in result.stderr
+    assert leftovers(output_dir) == ["top.jpg"]

@@ -23,7 +23,14 @@ from facepriv.errors import MediaError
 from facepriv.image_metadata import encode_image
 from facepriv.media import FrameInfo, MediaItem
 from facepriv.node import AbstractNode
-from facepriv.outputs import AtomicOutput, ensure_writable_dir, inside_output_dir, write_errors_reported
+from facepriv.outputs import (
+    AtomicOutput,
+    UnwritableName,
+    ensure_writable_dir,
+    inside_output_dir,
+    name_errors,
+    write_errors_reported,
+)
 from facepriv.video import load_av
 from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings
 
@@ -47,6 +54,7 @@ class Node(AbstractNode):
         )
         check_settings(self._settings)
         self._video: _OpenVideo | None = None
+        self._failed_key: Any = None  # the input whose output could not be created: its frames are dropped
         self.written: list[Path] = []
 
     # ------------------------------------------------------------------ node contract
@@ -58,14 +66,25 @@ class Node(AbstractNode):
         info: FrameInfo | None = inputs.get("frame_info")
         filename = info.item.name if info else (inputs.get("filename") or "output.mp4")
         is_image = info.item.kind == "image" if info else media.is_image(filename)
+        source = info.item.path if info else None
         if is_image:
             self._close_video(finished=True)
-            self._write_image(filename, image, info.item.path if info else None)
+            try:
+                self._write_image(filename, image, source)
+            except UnwritableName as err:
+                self._fail_file(source or filename, err)
             return {}
         key = info.item if info else filename
+        if key is self._failed_key:
+            return {}
         if self._video is None or self._video.key != key:
             self._close_video(finished=True)
-            self._open_video(filename, image, info, float(inputs.get("saved_video_fps") or 10))
+            try:
+                self._open_video(filename, image, info, float(inputs.get("saved_video_fps") or 10))
+            except UnwritableName as err:
+                self._failed_key = key
+                self._fail_file(source or filename, err)
+                return {}
         with _writing(self._video.output.final_path):
             if info is not None:
                 self._video.writer.write(image, info.pts, info.duration)
@@ -82,7 +101,9 @@ class Node(AbstractNode):
     def _output_path(self, name: str, source: Path | None) -> Path:
         relative = inside_output_dir(name)
         path = self._dir / relative
-        if path.exists():
+        with name_errors(path):
+            exists = path.exists()
+        if exists:
             if source is not None and os.path.samefile(path, source):
                 raise MediaError(
                     f"output '{path}' would replace its input: choose an output_dir outside "
@@ -128,7 +149,7 @@ class Node(AbstractNode):
         try:
             writer = VideoWriter(
                 output.temp_path, self._settings, (image.shape[1], image.shape[0]),
-                time_base=time_base, fps=fps, source=source,
+                time_base=time_base, fps=fps, source=source, label=path.name,
                 color_tags=item.color_tags if item is not None else None,
                 sample_aspect_ratio=item.sample_aspect_ratio if item is not None else None,
             )
@@ -157,8 +178,18 @@ class Node(AbstractNode):
         except BaseException:
             video.output.discard()
             raise
-        self.written.append(video.output.commit())
+        try:
+            self.written.append(video.output.commit())
+        except UnwritableName as err:
+            video.output.discard()
+            self._fail_file(video.item.path if video.item is not None else video.key, err)
+            return
         self.logger.info("wrote %s (%d frames)", video.output.final_path, video.writer.frames)
+
+    def _fail_file(self, source: Any, err: UnwritableName) -> None:
+        """This input gets no output; the run goes on and ends with exit code 1."""
+        self.logger.error("no output for '%s': %s", source, err.reason)
+        self.failed_items.append(f"{source}: {err.reason}")
 
 
 
