@@ -135,6 +135,20 @@ def ensure_writable_dir(directory: Path, setting: str) -> Path:
     return directory
 
 
+def check_replaceable(path: Path, source: Path | None, may_replace: bool) -> None:
+    """Fail if the existing output ``path`` must stay: it is the input itself, or it was not
+    written by facepriv for this input (``may_replace`` False)."""
+    if source is not None and os.path.samefile(path, source):
+        raise MediaError(
+            f"output '{path}' would replace its input: choose an output_dir outside the source folder"
+        )
+    if not may_replace:
+        raise MediaError(
+            f"output '{path}' already exists: delete it, choose another output_dir, "
+            "or set output.media_writer.overwrite: true"
+        )
+
+
 def write_text_atomically(path: Path, text: str) -> Path:
     """Write a small text file (a report) so that it appears complete or not at all."""
     output = AtomicOutput(path)

@@ -108,6 +108,17 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
 
 
+def output_files(folder: Path) -> list[str]:
+    """Files below ``folder`` (posix, relative), hidden ones included, except the run's
+    manifest: what a run left as outputs, finished or not."""
+    from facepriv.batch.manifest import MANIFEST_NAME
+
+    if not folder.exists():
+        return []
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
+                  if path.is_file() and path.name != MANIFEST_NAME)
+
+
 def interrupt_run(config: Path, cwd: Path, after_line: str, on_line=None) -> tuple[int, str]:
     """Start ``facepriv run``, press Ctrl-C once stderr shows ``after_line``.
 

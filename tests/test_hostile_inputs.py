@@ -16,10 +16,9 @@ import threading
 import av
 import pytest
 
-from facepriv.batch.manifest import MANIFEST_NAME
 from facepriv.image_metadata import exif_ifd0, jpeg_segments, png_chunks, read_exif
 
-from conftest import RangeHandler, error_lines, run_cli
+from conftest import RangeHandler, error_lines, output_files, run_cli
 from hostile_media import (
     h264_clip,
     h264_clip_in_child,
@@ -90,14 +89,6 @@ REFUSED_MARGIN = 64 * MB  # what a refused bomb may cost over a tiny input; one 
 BYTES_PER_FRAME_PIXEL = 200  # README: about 90 measured (decoder and x264 threads); generous for more cores
 
 
-def leftovers(folder) -> list[str]:
-    """Files under ``folder`` other than the run's manifest: outputs, finished or hidden."""
-    if not folder.exists():
-        return []
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and p.name != MANIFEST_NAME)
-
-
 @pytest.fixture(scope="module")
 def baseline_peak(tmp_path_factory) -> int:
     """Peak memory of a run on a tiny photo: what importing and starting costs."""
@@ -130,7 +121,7 @@ def test_a_pixel_bomb_is_refused_from_its_header_before_any_allocation(bomb, tmp
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert name in lines[0] and "input.visual.max_megapixels (50)" in lines[0], lines[0]
     assert peak < baseline_peak + REFUSED_MARGIN, f"{peak / MB:.0f} MB against {baseline_peak / MB:.0f} MB"
-    assert tree_hashes(source.parent) == before and leftovers(tmp_path / "out") == []
+    assert tree_hashes(source.parent) == before and output_files(tmp_path / "out") == []
 
 
 def test_a_bomb_in_a_folder_fails_alone(tmp_path):
@@ -144,7 +135,7 @@ def test_a_bomb_in_a_folder_fails_alone(tmp_path):
         "error: 1 input(s) could not be processed (listed above): fix or remove them and run again"]
     assert "a_bomb.png: it is 20000x20000 pixels (400.0 MP), above input.visual.max_megapixels" \
         in result.stderr
-    assert leftovers(tmp_path / "out") == ["b_fine.jpg"]
+    assert output_files(tmp_path / "out") == ["b_fine.jpg"]
 
 
 def test_an_accepted_video_at_the_limit_stays_within_the_documented_memory(tmp_path, baseline_peak):
@@ -152,7 +143,7 @@ def test_an_accepted_video_at_the_limit_stays_within_the_documented_memory(tmp_p
     config = writer_config(tmp_path, source, visual_lines=("    max_megapixels: 0.93",))
     result, peak = run_measured(run_args(config), tmp_path)
     assert result.returncode == 0, result.stderr
-    assert leftovers(tmp_path / "out") == ["in.mp4"]
+    assert output_files(tmp_path / "out") == ["in.mp4"]
     bound = baseline_peak + BYTES_PER_FRAME_PIXEL * 1280 * 720
     assert peak < bound, f"{peak / MB:.0f} MB, bound {bound / MB:.0f} MB"
 
@@ -190,7 +181,7 @@ def test_an_mp4_with_its_index_at_the_end_over_plain_http_fails_clearly(plain_ht
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and "late_index.mp4" in lines[0] and "gave no frame" in lines[0], result.stderr
     assert "range requests" in lines[0] and "faststart" in lines[0]
-    assert leftovers(tmp_path / "out") == []
+    assert output_files(tmp_path / "out") == []
 
 
 def test_the_same_mp4_from_a_server_with_range_requests_is_read_whole(tmp_path, sample_video):
@@ -205,7 +196,7 @@ def test_the_same_mp4_from_a_server_with_range_requests_is_read_whole(tmp_path, 
     finally:
         server.shutdown()
         server.server_close()
-    (written,) = leftovers(tmp_path / "out")
+    (written,) = output_files(tmp_path / "out")
     with av.open(str(tmp_path / "out" / written)) as output:
         assert sum(1 for _ in output.decode(video=0)) == 30
 
@@ -224,7 +215,7 @@ def test_a_240_byte_file_name_is_written_like_any_other(tmp_path):
     (folder / "z.jpg").write_bytes(jpeg_bytes(photo()))
     before = tree_hashes(folder)
     run_ok(writer_config(tmp_path, folder), tmp_path)
-    assert leftovers(tmp_path / "out") == sorted([long_photo, long_clip, "z.jpg"])
+    assert output_files(tmp_path / "out") == sorted([long_photo, long_clip, "z.jpg"])
     assert tree_hashes(folder) == before
 
 
@@ -246,4 +237,4 @@ def test_a_name_the_file_system_cannot_hold_fails_that_file_alone(tmp_path):
     assert error_lines(result.stderr) == [
         "error: 1 input(s) could not be processed (listed above): fix or remove them and run again"]
     assert "x.jpg: the file system cannot hold the output name (File name too long)" in result.stderr
-    assert leftovers(output_dir) == ["top.jpg"]
+    assert output_files(output_dir) == ["top.jpg"]

@@ -59,7 +59,7 @@ def run_job(
     pairs, _ = media.expand_sources(source["source"], source["recursive"])
     output_dir = Path(os.path.abspath(writer["output_dir"]))
     ensure_writable_dir(output_dir, "output.media_writer.output_dir")
-    finals = _output_paths(pairs, output_dir, writer["container"])
+    finals = output_paths(pairs, output_dir, writer["container"])
     with manifest_lock(output_dir / MANIFEST_NAME):  # one job at a time per output_dir
         manifest = Manifest(output_dir / MANIFEST_NAME)
         progress = _Progress(manifest, finals)
@@ -123,7 +123,7 @@ def _check_pipeline(settings: list[tuple[str, dict[str, Any]]]) -> tuple[dict[st
     return settings[0][1], settings[names.index(WRITER_NODE)][1]
 
 
-def _output_paths(pairs: list[tuple[Path, str]], output_dir: Path, container: str) -> dict[str, Path]:
+def output_paths(pairs: list[tuple[Path, str]], output_dir: Path, container: str) -> dict[str, Path]:
     """Where output.media_writer writes each input (videos take the container's suffix).
 
     Two inputs that would share an output stop the job before anything is written; a

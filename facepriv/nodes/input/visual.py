@@ -10,10 +10,11 @@ frame out.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -52,15 +53,18 @@ class Node(AbstractNode):
         config: dict[str, Any] | None = None,
         *,
         items: list[tuple[Path, str]] | None = None,
+        skip: Collection[str] = (),
         **overrides: Any,
     ) -> None:
         """``items``, (file, output name) pairs, replace what ``source`` expands to: a batch
-        worker (``facepriv.batch``) reads one file of a folder under its name in the folder."""
+        worker (``facepriv.batch``) reads one file of a folder under its name in the folder.
+        ``skip``: absolute paths of files an earlier run finished (a serial run resuming)."""
         super().__init__(config, **overrides)
         self._capture: Any = None
         self._first_frame: tuple[np.ndarray, float] | None = None
         self._live_name = ""
         self._items = list(items) if items is not None else self._resolve_source(self.source)
+        self._items = [(path, name) for path, name in self._items if os.path.abspath(path) not in skip]
         self._last = ("", float(self.saved_video_fps))
         self._bars: list[Any] = []
         frames = self._frames()

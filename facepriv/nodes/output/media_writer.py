@@ -10,11 +10,10 @@ complete, never replace their input, and replace an existing output only if
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from facepriv.node import AbstractNode
 from facepriv.outputs import (
     AtomicOutput,
     UnwritableName,
+    check_replaceable,
     ensure_writable_dir,
     inside_output_dir,
     name_errors,
@@ -33,6 +33,9 @@ from facepriv.outputs import (
 )
 from facepriv.video import load_av
 from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings
+
+if TYPE_CHECKING:
+    from facepriv.batch.serial import SerialJournal
 
 
 @dataclass
@@ -46,8 +49,12 @@ class _OpenVideo:
 class Node(AbstractNode):
     """Writes each frame it receives; closes a video when its input changes or at the end."""
 
-    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, config: dict[str, Any] | None = None, *, journal: SerialJournal | None = None, **overrides: Any
+    ) -> None:
+        """``journal``: a serial run's manifest (``facepriv.batch.serial``), told of each output."""
         super().__init__(config, **overrides)
+        self._journal = journal
         self._dir = ensure_writable_dir(Path(self.output_dir), "output.media_writer.output_dir")
         self._settings = EncoderSettings(
             self.video_codec, self.crf, self.preset, self.container, self.keep_metadata
@@ -104,21 +111,15 @@ class Node(AbstractNode):
         with name_errors(path):
             exists = path.exists()
         if exists:
-            if source is not None and os.path.samefile(path, source):
-                raise MediaError(
-                    f"output '{path}' would replace its input: choose an output_dir outside "
-                    "the source folder"
-                )
             if path in self.written:
                 raise MediaError(
                     f"two inputs would both be written as '{path}' (say clip.avi and clip.mp4): "
                     "rename one, or write them to different output_dirs"
                 )
-            if not self.overwrite:
-                raise MediaError(
-                    f"output '{path}' already exists: delete it, choose another output_dir, "
-                    "or set output.media_writer.overwrite: true"
-                )
+            may_replace = self.overwrite or (self._journal is not None and self._journal.may_replace(source))
+            check_replaceable(path, source, may_replace)
+        if self._journal is not None:
+            self._journal.started(source)
         return path
 
     # ------------------------------------------------------------------ images
@@ -133,6 +134,8 @@ class Node(AbstractNode):
         except BaseException:
             output.discard()
             raise
+        if self._journal is not None:
+            self._journal.finished(source, path, 1)
 
     # ------------------------------------------------------------------ videos
     def _open_video(self, filename: str, image: np.ndarray, info: FrameInfo | None, fps: float) -> None:
@@ -171,6 +174,8 @@ class Node(AbstractNode):
             video.output.discard()
             if failed:
                 self.logger.warning("no output for '%s': its input is damaged", video.item.name)
+                if self._journal is not None:
+                    self._journal.finished(video.item.path, None, video.writer.frames, error=failed)
             return
         try:
             with _writing(video.output.final_path):
@@ -185,11 +190,15 @@ class Node(AbstractNode):
             self._fail_file(video.item.path if video.item is not None else video.key, err)
             return
         self.logger.info("wrote %s (%d frames)", video.output.final_path, video.writer.frames)
+        if self._journal is not None and finished and video.item is not None:  # whole: done
+            self._journal.finished(video.item.path, video.output.final_path, video.writer.frames)
 
     def _fail_file(self, source: Any, err: UnwritableName) -> None:
         """This input gets no output; the run goes on and ends with exit code 1."""
         self.logger.error("no output for '%s': %s", source, err.reason)
         self.failed_items.append(f"{source}: {err.reason}")
+        if self._journal is not None and isinstance(source, Path):
+            self._journal.finished(source, None, 0, error=err.reason)
 
 
 
