@@ -119,8 +119,10 @@ def output_files(folder: Path) -> list[str]:
                   if path.is_file() and path.name != MANIFEST_NAME)
 
 
-def interrupt_run(config: Path, cwd: Path, after_line: str, on_line=None) -> tuple[int, str]:
-    """Start ``facepriv run``, press Ctrl-C once stderr shows ``after_line``.
+def interrupt_run(
+    config: Path, cwd: Path, after_line: str, on_line=None, sig: int | None = None
+) -> tuple[int, str]:
+    """Start ``facepriv run``, press Ctrl-C (or send ``sig``) once stderr shows ``after_line``.
 
     ``on_line()`` is called just before the interrupt (to look at the output folder
     mid-run). Returns the exit code and what stderr printed after the interrupt.
@@ -139,7 +141,7 @@ def interrupt_run(config: Path, cwd: Path, after_line: str, on_line=None) -> tup
     assert any(after_line in line for line in seen), "".join(seen)
     if on_line is not None:
         on_line()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT if sig is None else sig)
     rest = process.stderr.read()
     return process.wait(timeout=60), rest
 

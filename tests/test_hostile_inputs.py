@@ -11,14 +11,18 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
+import shutil
+import signal
 import threading
+from pathlib import Path
 
 import av
 import pytest
 
+from facepriv.batch.manifest import MANIFEST_NAME, manifest_lock
 from facepriv.image_metadata import exif_ifd0, jpeg_segments, png_chunks, read_exif
 
-from conftest import RangeHandler, error_lines, output_files, run_cli
+from conftest import RangeHandler, error_lines, interrupt_run, output_files, run_cli
 from hostile_media import (
     h264_clip,
     h264_clip_in_child,
@@ -238,3 +242,73 @@ def test_a_name_the_file_system_cannot_hold_fails_that_file_alone(tmp_path):
         "error: 1 input(s) could not be processed (listed above): fix or remove them and run again"]
     assert "x.jpg: the file system cannot hold the output name (File name too long)" in result.stderr
     assert output_files(output_dir) == ["top.jpg"]
+
+
+# --------------------------------------------------------------------------- stopped and concurrent runs
+
+
+@pytest.fixture()
+def folder_with_a_video(tmp_path, sample_video):
+    """in/a.jpg, in/b.mp4 (the 517-frame sample) and in/c.jpg, and a config that copies them."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg_bytes(photo(seed=1)))
+    shutil.copy(sample_video, folder / "b.mp4")
+    (folder / "c.jpg").write_bytes(jpeg_bytes(photo(seed=2)))
+    return folder, writer_config(tmp_path, folder, visual_lines=("    frames_log_freq: 10",))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_stopped_serial_run_leaves_no_partial_and_the_same_command_resumes(sig, folder_with_a_video,
+                                                                              tmp_path):
+    """Before: a hidden *.partial* file left for ever, and the same command stopping at the
+    first finished output with 'already exists' (exit 2), the rest of the folder never done."""
+    folder, config = folder_with_a_video
+    before = tree_hashes(folder)
+    out = tmp_path / "out"
+    code, rest = interrupt_run(Path(config), tmp_path, "b.mp4: 20 frames read", sig=sig)
+    left = output_files(out)
+    if sig == signal.SIGKILL:  # nothing can run: the video's hidden partial file stays, for now
+        assert code == -signal.SIGKILL
+        assert left[0].startswith(".fp-") and left[0].endswith(".partial.mp4") and left[1:] == ["a.jpg"], left
+    else:  # handled like Ctrl-C
+        assert code == 130 and "interrupted" in rest and "Traceback" not in rest, rest
+        assert left == ["a.jpg"]
+    first = (out / "a.jpg").stat().st_mtime_ns
+
+    result = run_cli(*run_args(config), cwd=tmp_path)
+    assert result.returncode == 0 and error_lines(result.stderr) == [], result.stderr
+    assert output_files(out) == ["a.jpg", "b.mp4", "c.jpg"]  # the partial file is gone
+    assert (out / "a.jpg").stat().st_mtime_ns == first  # done before: skipped, not rewritten
+    with av.open(str(out / "b.mp4")) as video:
+        assert video.streams.video[0].frames == 517
+    assert tree_hashes(folder) == before
+
+
+def test_a_second_serial_run_on_the_same_output_dir_stops_at_once(folder_with_a_video, tmp_path):
+    """Before: two serial runs both said 'wrote' and the last rename won. Here the test holds
+    the lock a running facepriv holds."""
+    folder, config = folder_with_a_video
+    (tmp_path / "out").mkdir()
+    with manifest_lock(tmp_path / "out" / MANIFEST_NAME):
+        result = run_cli(*run_args(config), cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert error_lines(result.stderr) == [
+            f"error: another facepriv run is writing to '{tmp_path / 'out'}' (its manifest {MANIFEST_NAME} "
+            "is locked): wait for that run to end, or give this one another output_dir"]
+        assert output_files(tmp_path / "out") == []
+    run_ok(config, tmp_path)
+    assert output_files(tmp_path / "out") == ["a.jpg", "b.mp4", "c.jpg"]
+
+
+def test_two_inputs_with_one_output_name_stop_before_the_first_frame(tmp_path):
+    """Before: clip.mkv was written as clip.mp4, then clip.mp4 stopped the run midway with exit 2."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    h264_clip(folder / "clip.mkv", 64, 48)
+    h264_clip(folder / "clip.mp4", 64, 48)
+    result = run_cli(*run_args(writer_config(tmp_path, folder)), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = error_lines(result.stderr)
+    assert "clip.mkv" in line and "clip.mp4" in line and "would both be written as" in line, line
+    assert output_files(tmp_path / "out") == [] and not (tmp_path / "out" / MANIFEST_NAME).exists()
