@@ -8,6 +8,7 @@ glob or list) into input files. Nothing heavy is imported at module level.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,12 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from facepriv.config import brief
 from facepriv.errors import ConfigError, MediaError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 STREAM_PREFIXES = ("http://", "https://", "rtsp://", "rtmp://")
+# Photo and video formats a folder may hold that facepriv cannot read: left out, with a warning.
+UNREADABLE_MEDIA = (".heic", ".heif", ".avif", ".gif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw",
+                    ".3gp", ".mts", ".m2ts", ".ts", ".flv", ".ogv", ".vob", ".mxf")
 GLOB_CHARS = frozenset("*?[")
+logger = logging.getLogger("facepriv.media")
 # input.visual.max_megapixels: no image or video frame above this is decoded. 8K video is 33 MP.
 DEFAULT_MAX_MEGAPIXELS = 50.0
 BYTES_PER_PIXEL_ON_DISK = 8  # the most an uncompressed file stores (16-bit RGBA TIFF)
@@ -50,16 +56,56 @@ def supported_list() -> str:
 
 
 def list_media(folder: Path, recursive: bool = False) -> list[Path]:
-    """Images and videos in a folder, sorted by relative path; hidden entries are left out."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        (
-            path for path in found
-            if path.is_file() and is_media(path)
-            and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        ),
-        key=lambda path: path.relative_to(folder).as_posix(),
-    )
+    """Images and videos in a folder, sorted by relative path; hidden entries are left out.
+
+    Whatever else is left out is said: sub-folders not read, files in formats facepriv
+    cannot read (HEIC ...) and broken links at info or warning level, the rest at debug.
+    """
+    found, left_out = [], LeftOut()
+    for path in folder.rglob("*") if recursive else folder.iterdir():
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            logger.debug("'%s' is hidden: left out", path)
+        elif path.is_dir():
+            if not recursive:
+                left_out.folders.append(relative.as_posix())
+        elif path.is_symlink() and not path.exists():
+            left_out.broken_links.append(relative.as_posix())
+        elif path.is_file() and is_media(path):
+            found.append(path)
+        elif path.suffix.lower() in UNREADABLE_MEDIA:
+            left_out.unreadable.append(relative.as_posix())
+        else:
+            logger.debug("'%s' is not an image or video facepriv reads: left out", path)
+    left_out.report(folder)
+    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+
+
+@dataclass
+class LeftOut:
+    """What a folder holds besides the files it gives: said once per kind, with examples."""
+
+    folders: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    broken_links: list[str] = field(default_factory=list)
+
+    def report(self, folder: Path) -> None:
+        if self.folders:
+            logger.info("'%s': %d sub-folder(s) not read (%s): set input.visual.recursive: true to "
+                        "read them", folder, len(self.folders), _examples(self.folders))
+        if self.unreadable:
+            logger.warning("'%s': %d file(s) in formats facepriv cannot read are left out (%s): "
+                           "convert them to JPEG, PNG or MP4", folder, len(self.unreadable),
+                           _examples(self.unreadable))
+        if self.broken_links:
+            logger.warning("'%s': %d broken link(s) left out (%s)", folder, len(self.broken_links),
+                           _examples(self.broken_links))
+
+
+def _examples(names: list[str], shown: int = 3) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 # --------------------------------------------------------------------------- what travels with a frame
@@ -118,7 +164,7 @@ def expand_sources(source: str | list[Any], recursive: bool) -> tuple[list[tuple
     for entry in entries:
         if not isinstance(entry, str):
             raise ConfigError(
-                f"input.visual.source list entry {entry!r} is not a path: a list may only hold "
+                f"input.visual.source list entry {brief(entry)} is not a path: a list may only hold "
                 "file, folder or glob paths (use a single webcam index on its own)"
             )
         pairs.extend(_expand_one(entry, recursive))

@@ -38,6 +38,12 @@ MUXER_KEYS = {"major_brand", "minor_version", "compatible_brands", "encoder"}  #
 LOCATION_WORD = "location"  # location, location-eng, com.apple.quicktime.location.ISO6709: never kept
 AUDIO_LEAD = 0.5  # seconds of audio muxed ahead of the video, so the file interleaves well
 FALLBACK_AUDIO_CODEC = "aac"
+# Audio codecs players take from MP4/MOV. The muxer accepts more (Vorbis, say), but such a
+# file plays silent or not at all; those streams are re-encoded like any the muxer refuses.
+PLAYABLE_AUDIO = {
+    "mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
+    "mov": {"aac", "mp3", "alac", "ac3", "eac3"},  # and uncompressed PCM
+}
 QUEUED_FRAMES = 4  # frames waiting for the encoding thread; bounds memory and latency
 MPEG_RANGE = 1  # AVCOL_RANGE_MPEG: OpenCV's BGR->I420 gives limited-range YUV
 
@@ -298,11 +304,11 @@ class _AudioCopy:
         self._packets: Any = None
         streams = list(source.streams.audio)
         for stream in streams:
-            if _can_copy(stream, settings.format_name):
+            if _can_copy(stream, settings):
                 target = out.add_stream_from_template(stream)
             else:
                 logger.warning(
-                    "%s: its %s audio cannot be stored in %s; it is re-encoded to AAC "
+                    "%s: its %s audio does not play from a %s file; it is re-encoded to AAC "
                     "(set output.media_writer.container: mkv to keep it unchanged)",
                     Path(source.name).name, stream.codec_context.name, settings.container,
                 )
@@ -354,8 +360,14 @@ class _AudioCopy:
             target.container.mux(target.encode(None))
 
 
-def _can_copy(stream: Any, format_name: str) -> bool:
+def _can_copy(stream: Any, settings: EncoderSettings) -> bool:
     av = load_av()
+    codec = stream.codec_context.name
+    playable = PLAYABLE_AUDIO.get(settings.container)
+    if playable is not None and codec not in playable and not (settings.container == "mov"
+                                                               and codec.startswith("pcm_")):
+        return False
+    format_name = settings.format_name
     try:
         with av.open(io.BytesIO(), "w", format=format_name) as trial:
             trial.add_stream_from_template(stream)

@@ -20,7 +20,7 @@ from facepriv import media
 from facepriv.api import resolve_nodes
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
 from facepriv.batch.worker import INPUT_NODE, WRITER_NODE, FileResult, FileTask, JobSpec
-from facepriv.config import RunConfig
+from facepriv.config import RunConfig, brief
 from facepriv.errors import ConfigError, MediaError
 from facepriv.outputs import ensure_writable_dir, remove_temp_files
 from facepriv.runner import RunSummary
@@ -117,7 +117,7 @@ def _check_pipeline(settings: list[tuple[str, dict[str, Any]]]) -> tuple[dict[st
     text = source if isinstance(source, str) else ""
     if isinstance(source, int) or text.isdigit() or media.is_stream_url(text):
         raise ConfigError(
-            f"input.visual.source {source!r} is a webcam or stream, and only files and folders can be "
+            f"input.visual.source {brief(source)} is a webcam or stream, and only files and folders can be "
             "spread over processes: run it without --workers and --engine"
         )
     return settings[0][1], settings[names.index(WRITER_NODE)][1]

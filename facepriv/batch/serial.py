@@ -72,7 +72,7 @@ def _key(source: Path | None) -> str:
 @contextlib.contextmanager
 def serial_session(settings: list[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, dict[str, Any]]]:
     """Lock, clean and plan a serial run; yields constructor arguments for its nodes
-    (the input's files to skip, the writer's journal), or nothing to add when the run
+    (the input's files still to do, the writer's journal), or nothing to add when the run
     does not write files from files."""
     names = [name for name, _ in settings]
     source = settings[0][1].get("source") if names[0] == INPUT_NODE else None
@@ -84,7 +84,7 @@ def serial_session(settings: list[tuple[str, dict[str, Any]]]) -> Iterator[dict[
     from facepriv.batch.job import output_paths
 
     writer = settings[names.index(WRITER_NODE)][1]
-    pairs, _ = media.expand_sources(source, settings[0][1]["recursive"])
+    pairs, single = media.expand_sources(source, settings[0][1]["recursive"])
     output_dir = Path(os.path.abspath(writer["output_dir"]))
     ensure_writable_dir(output_dir, "output.media_writer.output_dir")
     by_name = output_paths(pairs, output_dir, writer["container"])
@@ -100,7 +100,8 @@ def serial_session(settings: list[tuple[str, dict[str, Any]]]) -> Iterator[dict[
                             manifest.path)
             for removed in remove_temp_files(finals.values()):  # left by a run that was killed
                 logger.info("removed %s, left by a run that was stopped", removed)
-            yield {INPUT_NODE: {"skip": skip}, WRITER_NODE: {"journal": journal}}
+            remaining = [(path, name) for path, name in pairs if os.path.abspath(path) not in skip]
+            yield {INPUT_NODE: {"items": remaining, "single": single}, WRITER_NODE: {"journal": journal}}
         finally:
             manifest.close()
             remove_temp_files(finals.values())

@@ -10,11 +10,10 @@ frame out.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -53,18 +52,23 @@ class Node(AbstractNode):
         config: dict[str, Any] | None = None,
         *,
         items: list[tuple[Path, str]] | None = None,
-        skip: Collection[str] = (),
+        single: bool = False,
         **overrides: Any,
     ) -> None:
         """``items``, (file, output name) pairs, replace what ``source`` expands to: a batch
-        worker (``facepriv.batch``) reads one file of a folder under its name in the folder.
-        ``skip``: absolute paths of files an earlier run finished (a serial run resuming)."""
+        worker (``facepriv.batch``) reads one file of a folder under its name in the folder,
+        a serial run that resumes the files not done yet. ``single``: the source names that
+        one file, whose problems are then errors before the first frame."""
         super().__init__(config, **overrides)
         self._capture: Any = None
         self._first_frame: tuple[np.ndarray, float] | None = None
         self._live_name = ""
-        self._items = list(items) if items is not None else self._resolve_source(self.source)
-        self._items = [(path, name) for path, name in self._items if os.path.abspath(path) not in skip]
+        if items is None:
+            self._items = self._resolve_source(self.source)
+        else:
+            self._items = list(items)
+            if single and self._items:
+                self._check_single_file(self._items[0][0])
         self._last = ("", float(self.saved_video_fps))
         self._bars: list[Any] = []
         frames = self._frames()
@@ -81,13 +85,16 @@ class Node(AbstractNode):
             self._open_capture(source, f"stream {source}", "stream")
             return []
         items, single = media.expand_sources(source, self.recursive)
-        if single:  # one file: its problems are errors, reported before the first frame
-            path = items[0][0]
-            if media.is_image(path) and media.read_image(path, self.max_megapixels) is None:
-                raise MediaError(f"cannot read image '{path}': the file is damaged or not an image")
-            if media.is_video(path):
-                probe_video(path, self.max_megapixels)
+        if single:
+            self._check_single_file(items[0][0])
         return items
+
+    def _check_single_file(self, path: Path) -> None:
+        """The only file of the source: its problems are errors, reported before the first frame."""
+        if media.is_image(path) and media.read_image(path, self.max_megapixels) is None:
+            raise MediaError(f"cannot read image '{path}': the file is damaged or not an image")
+        if media.is_video(path):
+            probe_video(path, self.max_megapixels)
 
     def _open_capture(self, target: int | str, label: str, kind: str) -> None:
         import cv2
