@@ -16,6 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from conftest import error_lines, run_cli
+from test_bad_inputs import q, run_args
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 XMP_MAIN = b"http://ns.adobe.com/xap/1.0/\x00"
 XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\x00"
@@ -164,6 +167,22 @@ def h264_clip(path: Path, width: int, height: int, frames: int = 2, faststart: b
 
 
 # --------------------------------------------------------------------------- running the CLI
+
+
+def writer_config(tmp_path, source, *writer_lines: str, visual_lines: tuple[str, ...] = ()) -> str:
+    """A run config input.visual(source) -> output.media_writer(tmp_path/out)."""
+    lines = ["nodes:", "- input.visual:", f"    source: {q(source)}", *visual_lines,
+             "- output.media_writer:", f"    output_dir: {q(tmp_path / 'out')}", *writer_lines]
+    config = tmp_path / "config.yml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(config)
+
+
+def run_ok(config: str, cwd) -> None:
+    """Run ``config`` as a user does; it must succeed without an error line."""
+    result = run_cli(*run_args(config), cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert error_lines(result.stderr) == [], result.stderr
 
 
 def run_measured(args: list[str], cwd: Path, timeout: float = 300) -> tuple[subprocess.CompletedProcess, int]:

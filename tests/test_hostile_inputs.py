@@ -33,25 +33,12 @@ from hostile_media import (
     png_with_hidden_originals,
     portrait_photo_with_hidden_originals,
     run_measured,
+    run_ok,
+    writer_config,
 )
 from test_bad_inputs import q, run_args, tree_hashes
 
 GPS_IFD, MAKE, EXIF_IFD = 0x8825, 0x010F, 0x8769
-
-
-def writer_config(tmp_path, source, *writer_lines: str, visual_lines: tuple[str, ...] = ()) -> str:
-    """A run config input.visual(source) -> output.media_writer(tmp_path/out)."""
-    lines = ["nodes:", "- input.visual:", f"    source: {q(source)}", *visual_lines,
-             "- output.media_writer:", f"    output_dir: {q(tmp_path / 'out')}", *writer_lines]
-    config = tmp_path / "config.yml"
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(config)
-
-
-def run_ok(config: str, cwd) -> None:
-    result = run_cli(*run_args(config), cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    assert error_lines(result.stderr) == [], result.stderr
 
 
 # --------------------------------------------------------------------------- metadata
