@@ -7,10 +7,15 @@ building them costs nothing and only a reader that trusts the header pays.
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
+import http.server
 import struct
 import subprocess
 import sys
+import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -166,7 +171,20 @@ def h264_clip(path: Path, width: int, height: int, frames: int = 2, faststart: b
     return path
 
 
-# --------------------------------------------------------------------------- running the CLI
+# --------------------------------------------------------------------------- serving and running
+
+
+@contextlib.contextmanager
+def http_server(directory: Path, handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``directory`` on the loopback interface while the block runs; yields its URL."""
+    serve = functools.partial(handler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def writer_config(tmp_path, source, *writer_lines: str, visual_lines: tuple[str, ...] = ()) -> str:

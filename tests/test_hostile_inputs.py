@@ -9,11 +9,9 @@ that the inputs are unchanged and that nothing is left under a final or hidden n
 from __future__ import annotations
 
 import base64
-import functools
 import http.server
 import shutil
 import signal
-import threading
 from pathlib import Path
 
 import av
@@ -26,6 +24,7 @@ from conftest import RangeHandler, error_lines, interrupt_run, output_files, run
 from hostile_media import (
     h264_clip,
     h264_clip_in_child,
+    http_server,
     jpeg_bomb,
     jpeg_bytes,
     photo,
@@ -149,25 +148,13 @@ class WholeFileHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture()
-def plain_http_server(tmp_path):
-    """Serves tmp_path/www on the loopback interface until the test ends."""
-    (tmp_path / "www").mkdir()
-    handler = functools.partial(WholeFileHandler, directory=str(tmp_path / "www"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield tmp_path / "www", f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_an_mp4_with_its_index_at_the_end_over_plain_http_fails_clearly(plain_http_server, tmp_path):
+def test_an_mp4_with_its_index_at_the_end_over_plain_http_fails_clearly(tmp_path):
     """Before: '0 frame(s)', no output and exit code 0."""
-    folder, url = plain_http_server
-    clip = h264_clip(folder / "late_index.mp4", 320, 240, frames=30, faststart=False, noise=True)
+    (tmp_path / "www").mkdir()
+    clip = h264_clip(tmp_path / "www" / "late_index.mp4", 320, 240, frames=30, faststart=False, noise=True)
     assert clip.read_bytes().find(b"moov") > clip.read_bytes().find(b"mdat")  # the index is at the end
-    result = run_cli(*run_args(writer_config(tmp_path, f"{url}/late_index.mp4")), cwd=tmp_path)
+    with http_server(tmp_path / "www", WholeFileHandler) as url:
+        result = run_cli(*run_args(writer_config(tmp_path, f"{url}/late_index.mp4")), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and "late_index.mp4" in lines[0] and "gave no frame" in lines[0], result.stderr
@@ -178,15 +165,8 @@ def test_an_mp4_with_its_index_at_the_end_over_plain_http_fails_clearly(plain_ht
 def test_the_same_mp4_from_a_server_with_range_requests_is_read_whole(tmp_path, sample_video):
     """The fix does not refuse what works: a server that answers ranges gives every frame."""
     clip = h264_clip(tmp_path / "late_index.mp4", 320, 240, frames=30, faststart=False, noise=True)
-    handler = functools.partial(RangeHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/{clip.name}"
-        run_ok(writer_config(tmp_path, url), tmp_path)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(tmp_path, RangeHandler) as url:
+        run_ok(writer_config(tmp_path, f"{url}/{clip.name}"), tmp_path)
     (written,) = output_files(tmp_path / "out")
     with av.open(str(tmp_path / "out" / written)) as output:
         assert sum(1 for _ in output.decode(video=0)) == 30
@@ -299,3 +279,14 @@ def test_two_inputs_with_one_output_name_stop_before_the_first_frame(tmp_path):
     (line,) = error_lines(result.stderr)
     assert "clip.mkv" in line and "clip.mp4" in line and "would both be written as" in line, line
     assert output_files(tmp_path / "out") == [] and not (tmp_path / "out" / MANIFEST_NAME).exists()
+
+
+def test_a_stream_above_the_pixel_limit_is_refused_before_the_first_frame(tmp_path):
+    clip = h264_clip(tmp_path / "clip.mp4", 320, 240, frames=5)
+    with http_server(tmp_path, RangeHandler) as url:
+        config = writer_config(tmp_path, f"{url}/{clip.name}", visual_lines=("    max_megapixels: 0.05",))
+        result = run_cli(*run_args(config), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = error_lines(result.stderr)
+    assert "its frames are 320x240 pixels (0.1 MP), above input.visual.max_megapixels (0.05)" in line, line
+    assert output_files(tmp_path / "out") == []

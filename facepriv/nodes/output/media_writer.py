@@ -159,7 +159,8 @@ class Node(AbstractNode):
         except BaseException as err:
             output.discard()
             if isinstance(err, Exception) and not isinstance(err, MediaError):
-                raise MediaError(f"cannot write video '{path}' ({err}): check output.media_writer's "
+                reason = str(err).replace(str(output.temp_path), str(path))  # name the user's file
+                raise MediaError(f"cannot write video '{path}' ({reason}): check output.media_writer's "
                                  "video_codec and container") from None
             raise
         self._video = _OpenVideo(info.item if info else filename, item, output, writer)
