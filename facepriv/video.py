@@ -123,13 +123,16 @@ class VideoReader:
                 try:
                     decoded = packet.decode()
                 except av.error.FFmpegError as err:
+                    context = self.stream.codec_context  # max_pixels refuses a size change part-way
+                    too_large = self._grown_too_large(context.width, context.height)
+                    if too_large is not None:
+                        raise DamagedVideo(self._where(packet.pts, count, too_large)) from None
                     if count == 0:  # a recording cut mid-GOP: nothing shown yet, wait for a key frame
                         continue
                     reason = f"does not decode ({_reason(err)})"
                     raise DamagedVideo(self._where(packet.pts, count, reason)) from None
                 for frame in decoded:
-                    too_large = pixel_limit_reason(frame.width, frame.height, self.max_megapixels,
-                                                   "changes to frames of")
+                    too_large = self._grown_too_large(frame.width, frame.height)
                     if too_large is not None:  # a stream may change size part-way
                         raise DamagedVideo(self._where(frame.pts, count, too_large))
                     if frame.is_corrupt:
@@ -146,6 +149,9 @@ class VideoReader:
             raise DamagedVideo(self._where(last_pts, count, f"cannot be read on ({_reason(err)})")) from None
         if count == 0:
             raise DamagedVideo("no frame could be decoded")
+
+    def _grown_too_large(self, width: int | None, height: int | None) -> str | None:
+        return pixel_limit_reason(width or 0, height or 0, self.max_megapixels, "changes to frames of")
 
     def _to_bgr(self, frame: Any) -> np.ndarray:
         # The writer converts back with OpenCV's BT.601 BGR->I420. Converting 8-bit 4:2:0

@@ -16,6 +16,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -250,4 +251,32 @@ def h264_clip_in_child(path: Path, width: int, height: int, frames: int = 2) -> 
     code = f"from hostile_media import h264_clip; h264_clip(Path({str(path)!r}), {width}, {height}, {frames})"
     subprocess.run([sys.executable, "-c", "from pathlib import Path; " + code], check=True,
                    cwd=Path(__file__).parent, timeout=300)
+    return path
+
+
+def growing_clip(path: Path, small: tuple[int, int, int], large: tuple[int, int, int]) -> Path:
+    """An MPEG-TS clip whose H.264 stream changes from ``small`` to ``large`` (width, height,
+    frames) part-way: the container and the first seconds declare only the small size."""
+    import av
+
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = small[0], small[1], "yuv420p"
+        pts = 0
+        for width, height, frames in (small, large):
+            encoder = av.CodecContext.create("libx264", "w")
+            encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+            encoder.time_base, encoder.framerate = Fraction(1, 10), 10
+            encoder.options = {"preset": "ultrafast"}
+            pictures = [np.zeros((height * 3 // 2, width), np.uint8)] * frames
+            for index, planes in enumerate([*pictures, None]):
+                frame = None
+                if planes is not None:
+                    frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                    frame.pts = index
+                for packet in encoder.encode(frame):
+                    packet.stream, packet.time_base = stream, Fraction(1, 10)
+                    packet.pts = packet.dts = pts
+                    pts += 1
+                    out.mux(packet)
     return path

@@ -22,6 +22,7 @@ from facepriv.image_metadata import exif_ifd0, jpeg_segments, png_chunks, read_e
 
 from conftest import RangeHandler, error_lines, interrupt_run, output_files, run_cli
 from hostile_media import (
+    growing_clip,
     h264_clip,
     h264_clip_in_child,
     http_server,
@@ -126,6 +127,19 @@ def test_a_bomb_in_a_folder_fails_alone(tmp_path):
     assert "a_bomb.png: it is 20000x20000 pixels (400.0 MP), above input.visual.max_megapixels" \
         in result.stderr
     assert output_files(tmp_path / "out") == ["b_fine.jpg"]
+
+
+def test_a_video_that_grows_past_the_limit_part_way_fails_there(tmp_path):
+    """The container and the first seconds declare 64x48; then the stream turns 1024x1024.
+    FFmpeg's max_pixels stops the decoder before it allocates such a frame."""
+    source = growing_clip(tmp_path / "grows.mpg", (64, 48, 100), (1024, 1024, 5))
+    config = writer_config(tmp_path, source, visual_lines=("    max_megapixels: 0.5",))
+    result = run_cli(*run_args(config), cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "grows.mpg: the video changes to frames of 1024x1024 pixels (1.0 MP), above " \
+        "input.visual.max_megapixels (0.5)" in result.stderr
+    assert "after frame 100" in result.stderr
+    assert output_files(tmp_path / "out") == []  # what was written of it is discarded
 
 
 def test_an_accepted_video_at_the_limit_stays_within_the_documented_memory(tmp_path, baseline_peak):
