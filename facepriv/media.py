@@ -27,7 +27,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".m
 STREAM_PREFIXES = ("http://", "https://", "rtsp://", "rtmp://")
 # Photo and video formats a folder may hold that facepriv cannot read: left out, with a warning.
 UNREADABLE_MEDIA = (".heic", ".heif", ".avif", ".gif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw",
-                    ".3gp", ".mts", ".m2ts", ".ts", ".flv", ".ogv", ".vob", ".mxf")
+                    ".3gp", ".mts", ".m2ts", ".flv", ".ogv", ".vob", ".mxf")
 GLOB_CHARS = frozenset("*?[")
 logger = logging.getLogger("facepriv.media")
 # input.visual.max_megapixels: no image or video frame above this is decoded. 8K video is 33 MP.
@@ -239,7 +239,8 @@ def _relative_name(file: Path, root: Path) -> str:
 
 
 class ImageRefused(MediaError):
-    """An image that is not decoded: too large, or its header does not parse."""
+    """An image that is not decoded: it declares more pixels than allowed, or its file is far
+    larger than the picture it declares."""
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"cannot read image '{path}': {reason}")

@@ -190,6 +190,9 @@ class Node(AbstractNode):
             video.output.discard()
             self._fail_file(video.item.path if video.item is not None else video.key, err)
             return
+        except BaseException:
+            video.output.discard()
+            raise
         self.logger.info("wrote %s (%d frames)", video.output.final_path, video.writer.frames)
         if self._journal is not None and finished and video.item is not None:  # whole: done
             self._journal.finished(video.item.path, video.output.final_path, video.writer.frames)
