@@ -51,6 +51,12 @@ def is_stream_url(source: str) -> bool:
     return source.lower().startswith(STREAM_PREFIXES)
 
 
+def is_live_source(source: Any) -> bool:
+    """A webcam index or a stream URL: frames that arrive, not files that can be planned."""
+    text = source if isinstance(source, str) else ""
+    return isinstance(source, int) or text.isdigit() or is_stream_url(text)
+
+
 def supported_list() -> str:
     return ", ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
 

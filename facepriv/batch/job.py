@@ -114,8 +114,7 @@ def _check_pipeline(settings: list[tuple[str, dict[str, Any]]]) -> tuple[dict[st
             f"writes them with {WRITER_NODE} (its manifest goes beside the outputs): add them"
         )
     source = settings[0][1]["source"]
-    text = source if isinstance(source, str) else ""
-    if isinstance(source, int) or text.isdigit() or media.is_stream_url(text):
+    if media.is_live_source(source):
         raise ConfigError(
             f"input.visual.source {brief(source)} is a webcam or stream, and only files and folders can be "
             "spread over processes: run it without --workers and --engine"

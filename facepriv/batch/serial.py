@@ -76,9 +76,7 @@ def serial_session(settings: list[tuple[str, dict[str, Any]]]) -> Iterator[dict[
     does not write files from files."""
     names = [name for name, _ in settings]
     source = settings[0][1].get("source") if names[0] == INPUT_NODE else None
-    text = source if isinstance(source, str) else ""
-    if WRITER_NODE not in names or source is None or isinstance(source, int) or text.isdigit() \
-            or media.is_stream_url(text):
+    if WRITER_NODE not in names or source is None or media.is_live_source(source):
         yield {}
         return
     from facepriv.batch.job import output_paths
