@@ -16,7 +16,7 @@ from facepriv.config import (
     resolve_node_config,
 )
 from facepriv.errors import ConfigError, RunFailure
-from facepriv.node import AbstractNode, build_node
+from facepriv.node import AbstractNode, build_node, load_node_class
 from facepriv.runner import Pipeline, RunSummary, check_channel
 
 logger = logging.getLogger("facepriv")
@@ -54,8 +54,10 @@ def build_nodes(
     run_config: RunConfig,
     node_config: dict[str, dict[str, Any]] | None = None,
     provided: Sequence[str] = (),
+    extras: dict[str, dict[str, Any]] | None = None,
 ) -> list[AbstractNode]:
-    """Instantiate the nodes of a run config, ``node_config`` laid over each.
+    """Instantiate the nodes of a run config, ``node_config`` laid over each; ``extras``
+    holds constructor arguments by node name (what a serial run's session adds).
 
     If building one node fails, the ones already built are released (a camera opened
     by input.visual must not stay open because model.mtcnn had a bad setting).
@@ -65,7 +67,10 @@ def build_nodes(
     nodes: list[AbstractNode] = []
     try:
         for name, merged in settings:
-            nodes.append(build_node(name, merged))
+            if extras and name in extras:
+                nodes.append(load_node_class(name)(merged, **extras[name]))
+            else:
+                nodes.append(build_node(name, merged))
     except BaseException:
         for node in nodes:
             node.release(completed=False)
@@ -105,7 +110,10 @@ def run(
     else:
         if force:
             raise ConfigError("--force redoes the files of a job: use it with --workers or --engine ray")
-        summary = Pipeline(build_nodes(run_config, overrides)).run(num_iter=num_iter)
+        from facepriv.batch.serial import serial_session
+
+        with serial_session(resolve_nodes(run_config, overrides)) as extras:
+            summary = Pipeline(build_nodes(run_config, overrides, extras=extras)).run(num_iter=num_iter)
     logger.info(
         "run finished: %d frame(s) in %.1f s", summary.iterations, summary.seconds
     )

@@ -11,6 +11,7 @@ import difflib
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def run(
 ) -> None:
     """Run the pipeline described by a run config."""
     _setup_logging(log_level)
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     if log_level.lower() != "debug":
         # OpenCV and FFmpeg print their own warnings on stderr (a missing camera gives ten
         # lines); facepriv reports those problems itself, in one line.
@@ -110,6 +112,12 @@ def run(
 
     api.run(config_path, node_config=node_config, num_iter=num_iter, engine=engine, workers=workers,
             address=address, force=force)
+
+
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM (kill, a service manager, a container stopping) ends a run as Ctrl-C does:
+    unfinished outputs are discarded, and the exit code is 130."""
+    raise KeyboardInterrupt
 
 
 @cli.command(name="eval")

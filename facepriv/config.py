@@ -14,6 +14,7 @@ import ast
 import difflib
 import json
 import logging
+import reprlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,19 @@ NODES_DIR = Path(__file__).parent / "nodes"
 PSEUDO_INPUTS = ("all", "none")
 
 logger = logging.getLogger("facepriv.config")
+
+# Values in messages are shown this briefly: a YAML alias bomb (a few lines that expand to
+# billions of entries) or 50,000 nested lists must give one short line, not a MemoryError.
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxtuple = 2, 4, 4, 4
+_BRIEF.maxstring = _BRIEF.maxother = _BRIEF.maxlong = 80
+BRIEF_CHARS = 120
+
+
+def brief(value: Any) -> str:
+    """``repr(value)`` cut short, whatever its size or depth."""
+    text = _BRIEF.repr(value)
+    return text if len(text) <= BRIEF_CHARS else text[:BRIEF_CHARS - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -136,7 +150,7 @@ def _check_range(where: str, value: Any, rule: dict[str, Any]) -> None:
             f"between {low} and {high}" if low is not None and high is not None
             else f"at least {low}" if low is not None else f"at most {high}"
         )
-        raise ConfigError(f"{where} = {value!r} is out of range: use a value {bounds}")
+        raise ConfigError(f"{where} = {brief(value)} is out of range: use a value {bounds}")
 
 
 def validate_value(where: str, value: Any, rule: dict[str, Any]) -> Any:
@@ -149,11 +163,11 @@ def validate_value(where: str, value: Any, rule: dict[str, Any]) -> Any:
     kinds = kinds if isinstance(kinds, list) else [kinds]
     if not any(_matches(value, kind) for kind in kinds):
         raise ConfigError(
-            f"{where} = {value!r} has the wrong type: expected {_type_name(rule)}"
+            f"{where} = {brief(value)} has the wrong type: expected {_type_name(rule)}"
         )
     if "choices" in rule and value not in rule["choices"]:
         choices = ", ".join(repr(c) for c in rule["choices"])
-        raise ConfigError(f"{where} = {value!r} is not allowed: choose one of {choices}")
+        raise ConfigError(f"{where} = {brief(value)} is not allowed: choose one of {choices}")
     if kinds == ["dict"]:
         return merge_settings(where, rule["keys"], _defaults_of(rule["keys"]), value)
     if kinds == ["list"]:
@@ -173,7 +187,7 @@ def _validate_list(where: str, value: list[Any], rule: dict[str, Any]) -> list[A
     length = rule.get("length")
     if length is not None and len(value) != length:
         raise ConfigError(
-            f"{where} = {value!r} must have exactly {length} values, not {len(value)}"
+            f"{where} = {brief(value)} must have exactly {length} values, not {len(value)}"
         )
     if rule.get("min_length") and len(value) < rule["min_length"]:
         raise ConfigError(f"{where} must list at least {rule['min_length']} value(s)")
@@ -221,7 +235,7 @@ def resolve_node_config(name: str, *layers: dict[str, Any] | None) -> dict[str, 
             continue
         if not isinstance(layer, dict):
             raise ConfigError(
-                f"settings of '{name}' must be a mapping of key: value, not {layer!r}"
+                f"settings of '{name}' must be a mapping of key: value, not {brief(layer)}"
             )
         settings = merge_settings(name, spec.keys, settings, layer, spec.legacy_keys)
     return merge_settings(name, spec.keys, settings, {})
@@ -253,12 +267,12 @@ def engine_settings(base: dict[str, Any], overrides: Any) -> dict[str, Any]:
     """Lay ``overrides`` over engine settings ``base``; reject what a job could not honour."""
     if not isinstance(overrides, dict):
         raise ConfigError(
-            f"'engine:' must be a mapping such as {{name: ray, workers: 4}}, not {overrides!r}"
+            f"'engine:' must be a mapping such as {{name: ray, workers: 4}}, not {brief(overrides)}"
         )
     settings = merge_settings("engine", ENGINE_KEYS, base, overrides)
     if settings["address"] is not None and settings["name"] != "ray":
         raise ConfigError(
-            f"engine.address = {settings['address']!r} is only used by the ray engine: "
+            f"engine.address = {brief(settings['address'])} is only used by the ray engine: "
             "add --engine ray (or 'name: ray' under 'engine:')"
         )
     return settings
@@ -290,13 +304,13 @@ def parse_run_config(data: Any, origin: str) -> RunConfig:
             overrides = overrides or {}
         else:
             raise ConfigError(
-                f"{origin}: node entry {entry!r} must be 'type.name' or a one-key mapping "
+                f"{origin}: node entry {brief(entry)} must be 'type.name' or a one-key mapping "
                 "'type.name: {key: value}'"
             )
         if not isinstance(overrides, dict):
             raise ConfigError(
                 f"{origin}: settings of '{name}' must be a mapping of key: value, "
-                f"not {overrides!r}"
+                f"not {brief(overrides)}"
             )
         canonical = resolve_node_name(str(name))
         if canonical != name:
@@ -323,6 +337,10 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"config path '{path}' is a folder: pass a .yml file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(
+            f"config file '{path}' nests too deeply to read: a run config needs only a few levels"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -345,12 +363,12 @@ def parse_node_config(text: str | None) -> dict[str, dict[str, Any]]:
         return {}
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         try:
             data = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
             raise ConfigError(
-                f"--node_config {text!r} is not a valid mapping: write it as JSON, e.g. "
+                f"--node_config {brief(text)} is not a valid mapping: write it as JSON, e.g. "
                 '\'{"model.mtcnn": {"min_size": 20}}\''
             ) from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):

@@ -8,6 +8,7 @@ glob or list) into input files. Nothing heavy is imported at module level.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,12 +19,20 @@ from typing import Any
 
 import numpy as np
 
+from facepriv.config import brief
 from facepriv.errors import ConfigError, MediaError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 STREAM_PREFIXES = ("http://", "https://", "rtsp://", "rtmp://")
+# Photo and video formats a folder may hold that facepriv cannot read: left out, with a warning.
+UNREADABLE_MEDIA = (".heic", ".heif", ".avif", ".gif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw",
+                    ".3gp", ".mts", ".m2ts", ".flv", ".ogv", ".vob", ".mxf")
 GLOB_CHARS = frozenset("*?[")
+logger = logging.getLogger("facepriv.media")
+# input.visual.max_megapixels: no image or video frame above this is decoded. 8K video is 33 MP.
+DEFAULT_MAX_MEGAPIXELS = 50.0
+BYTES_PER_PIXEL_ON_DISK = 8  # the most an uncompressed file stores (16-bit RGBA TIFF)
 
 
 def is_image(path: str | Path) -> bool:
@@ -42,21 +51,67 @@ def is_stream_url(source: str) -> bool:
     return source.lower().startswith(STREAM_PREFIXES)
 
 
+def is_live_source(source: Any) -> bool:
+    """A webcam index or a stream URL: frames that arrive, not files that can be planned."""
+    text = source if isinstance(source, str) else ""
+    return isinstance(source, int) or text.isdigit() or is_stream_url(text)
+
+
 def supported_list() -> str:
     return ", ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
 
 
 def list_media(folder: Path, recursive: bool = False) -> list[Path]:
-    """Images and videos in a folder, sorted by relative path; hidden entries are left out."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        (
-            path for path in found
-            if path.is_file() and is_media(path)
-            and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        ),
-        key=lambda path: path.relative_to(folder).as_posix(),
-    )
+    """Images and videos in a folder, sorted by relative path; hidden entries are left out.
+
+    Whatever else is left out is said: sub-folders not read, files in formats facepriv
+    cannot read (HEIC ...) and broken links at info or warning level, the rest at debug.
+    """
+    found, left_out = [], LeftOut()
+    for path in folder.rglob("*") if recursive else folder.iterdir():
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            logger.debug("'%s' is hidden: left out", path)
+        elif path.is_dir():
+            if not recursive:
+                left_out.folders.append(relative.as_posix())
+        elif path.is_symlink() and not path.exists():
+            left_out.broken_links.append(relative.as_posix())
+        elif path.is_file() and is_media(path):
+            found.append(path)
+        elif path.suffix.lower() in UNREADABLE_MEDIA:
+            left_out.unreadable.append(relative.as_posix())
+        else:
+            logger.debug("'%s' is not an image or video facepriv reads: left out", path)
+    left_out.report(folder)
+    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+
+
+@dataclass
+class LeftOut:
+    """What a folder holds besides the files it gives: said once per kind, with examples."""
+
+    folders: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    broken_links: list[str] = field(default_factory=list)
+
+    def report(self, folder: Path) -> None:
+        if self.folders:
+            logger.info("'%s': %d sub-folder(s) not read (%s): set input.visual.recursive: true to "
+                        "read them", folder, len(self.folders), _examples(self.folders))
+        if self.unreadable:
+            logger.warning("'%s': %d file(s) in formats facepriv cannot read are left out (%s): "
+                           "convert them to JPEG, PNG or MP4", folder, len(self.unreadable),
+                           _examples(self.unreadable))
+        if self.broken_links:
+            logger.warning("'%s': %d broken link(s) left out (%s)", folder, len(self.broken_links),
+                           _examples(self.broken_links))
+
+
+def _examples(names: list[str], shown: int = 3) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 # --------------------------------------------------------------------------- what travels with a frame
@@ -115,7 +170,7 @@ def expand_sources(source: str | list[Any], recursive: bool) -> tuple[list[tuple
     for entry in entries:
         if not isinstance(entry, str):
             raise ConfigError(
-                f"input.visual.source list entry {entry!r} is not a path: a list may only hold "
+                f"input.visual.source list entry {brief(entry)} is not a path: a list may only hold "
                 "file, folder or glob paths (use a single webcam index on its own)"
             )
         pairs.extend(_expand_one(entry, recursive))
@@ -189,16 +244,52 @@ def _relative_name(file: Path, root: Path) -> str:
 # --------------------------------------------------------------------------- pixels
 
 
-def read_image(path: str | Path) -> np.ndarray | None:
+class ImageRefused(MediaError):
+    """An image that is not decoded: it declares more pixels than allowed, or its file is far
+    larger than the picture it declares."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot read image '{path}': {reason}")
+        self.reason = reason
+
+
+def pixel_limit_reason(width: int, height: int, max_megapixels: float, what: str = "it is") -> str | None:
+    """Why a picture of width x height is refused (None if it is within the limit)."""
+    if width * height <= max_megapixels * 1e6:
+        return None
+    return (
+        f"{what} {width}x{height} pixels ({width * height / 1e6:.1f} MP), above "
+        f"input.visual.max_megapixels ({max_megapixels:g}): shrink it first, or raise that setting "
+        "if this machine has the memory"
+    )
+
+
+def read_image(path: str | Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray | None:
     """Read an image as 3-channel BGR uint8 (EXIF orientation applied); None if unreadable.
 
-    Reads bytes first so paths that OpenCV's C++ API cannot open (non-ASCII names)
+    Its declared size is checked from the header first (``ImageRefused`` above
+    ``max_megapixels``): the decoder would allocate the whole picture before decoding a
+    row. Reads bytes first so paths that OpenCV's C++ API cannot open (non-ASCII names)
     still work.
     """
     import cv2
 
+    from facepriv.image_header import HEADER_BYTES, image_size
+
+    path = Path(path)
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        with open(path, "rb") as handle:
+            size = image_size(handle.read(HEADER_BYTES))
+            if size is None:
+                return None
+            reason = pixel_limit_reason(*size, max_megapixels)
+            largest = BYTES_PER_PIXEL_ON_DISK * size[0] * size[1] + 16 * HEADER_BYTES
+            if reason is None and os.fstat(handle.fileno()).st_size > largest:
+                reason = "the file is far larger than the picture it declares: it is damaged or not an image"
+            if reason is not None:
+                raise ImageRefused(path, reason)
+            handle.seek(0)
+            data = np.frombuffer(handle.read(), dtype=np.uint8)
     except OSError:
         return None
     if data.size == 0:

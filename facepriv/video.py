@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from facepriv.errors import MediaError
+from facepriv.media import DEFAULT_MAX_MEGAPIXELS, pixel_limit_reason
 
 MAX_SOURCE_FPS = 240.0  # containers sometimes report nonsense such as 90000
 JPEG_RANGE = 2  # AVCOL_RANGE_JPEG: full-range YUV
@@ -76,17 +77,29 @@ def _rotate_code(rotation: int) -> int | None:
 class VideoReader:
     """One video file: its facts (fps, frame count, time base) and its decoded frames."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> None:
+        """Opens the file and checks its frame size before anything is decoded: the decoder
+        allocates its frames from the size the stream declares."""
         av = load_av()
         self.path = path
+        self.max_megapixels = max_megapixels
         try:
-            self._container = av.open(str(path), mode="r", metadata_errors="ignore")
+            # max_pixels: FFmpeg's own probe and decoder refuse larger frames before allocating them.
+            self._container = av.open(str(path), mode="r", metadata_errors="ignore",
+                                      options={"max_pixels": str(int(max_megapixels * 1e6))})
         except (av.error.FFmpegError, OSError, UnicodeDecodeError):
             raise UnreadableVideo(path, "the file is damaged or its codec is unsupported") from None
         self.stream = main_video_stream(self._container)
         if self.stream is None:
             self._container.close()
             raise UnreadableVideo(path, "it holds no video stream (audio only?)")
+        context = self.stream.codec_context
+        too_large = pixel_limit_reason(context.width or 0, context.height or 0, max_megapixels,
+                                       "its frames are")
+        if too_large is not None:
+            self._container.close()
+            raise UnreadableVideo(path, too_large)
+        context.options = {"max_pixels": str(int(max_megapixels * 1e6))}  # a size change part-way
         self.stream.thread_type = "AUTO"  # frame threads: decoding is no bottleneck
         self.time_base: Fraction = self.stream.time_base or Fraction(1, 90000)
         rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
@@ -110,11 +123,18 @@ class VideoReader:
                 try:
                     decoded = packet.decode()
                 except av.error.FFmpegError as err:
+                    context = self.stream.codec_context  # max_pixels refuses a size change part-way
+                    too_large = self._grown_too_large(context.width, context.height)
+                    if too_large is not None:
+                        raise DamagedVideo(self._where(packet.pts, count, too_large)) from None
                     if count == 0:  # a recording cut mid-GOP: nothing shown yet, wait for a key frame
                         continue
                     reason = f"does not decode ({_reason(err)})"
                     raise DamagedVideo(self._where(packet.pts, count, reason)) from None
                 for frame in decoded:
+                    too_large = self._grown_too_large(frame.width, frame.height)
+                    if too_large is not None:  # a stream may change size part-way
+                        raise DamagedVideo(self._where(frame.pts, count, too_large))
                     if frame.is_corrupt:
                         if count == 0:
                             continue
@@ -129,6 +149,9 @@ class VideoReader:
             raise DamagedVideo(self._where(last_pts, count, f"cannot be read on ({_reason(err)})")) from None
         if count == 0:
             raise DamagedVideo("no frame could be decoded")
+
+    def _grown_too_large(self, width: int | None, height: int | None) -> str | None:
+        return pixel_limit_reason(width or 0, height or 0, self.max_megapixels, "changes to frames of")
 
     def _to_bgr(self, frame: Any) -> np.ndarray:
         # The writer converts back with OpenCV's BT.601 BGR->I420. Converting 8-bit 4:2:0
@@ -183,6 +206,6 @@ def _reason(err: Exception) -> str:
     return getattr(err, "strerror", None) or str(err)
 
 
-def probe_video(path: Path) -> None:
+def probe_video(path: Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> None:
     """Fail before the first frame if a single video source cannot be opened."""
-    VideoReader(path).close()
+    VideoReader(path, max_megapixels).close()

@@ -35,8 +35,15 @@ logger = logging.getLogger("facepriv.video")
 # setting -> (FFmpeg muxer, file suffix); each holds H.264/H.265/MPEG-4 video and AAC audio
 CONTAINERS = {"mp4": ("mp4", ".mp4"), "mov": ("mov", ".mov"), "mkv": ("matroska", ".mkv")}
 MUXER_KEYS = {"major_brand", "minor_version", "compatible_brands", "encoder"}  # set by the muxer itself
+LOCATION_WORD = "location"  # location, location-eng, com.apple.quicktime.location.ISO6709: never kept
 AUDIO_LEAD = 0.5  # seconds of audio muxed ahead of the video, so the file interleaves well
 FALLBACK_AUDIO_CODEC = "aac"
+# Audio codecs players take from MP4/MOV. The muxer accepts more (Vorbis, say), but such a
+# file plays silent or not at all; those streams are re-encoded like any the muxer refuses.
+PLAYABLE_AUDIO = {
+    "mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
+    "mov": {"aac", "mp3", "alac", "ac3", "eac3"},  # and uncompressed PCM
+}
 QUEUED_FRAMES = 4  # frames waiting for the encoding thread; bounds memory and latency
 MPEG_RANGE = 1  # AVCOL_RANGE_MPEG: OpenCV's BGR->I420 gives limited-range YUV
 
@@ -124,13 +131,16 @@ class VideoWriter:
         color_tags: dict[str, Any] | None = None,
         sample_aspect_ratio: Fraction | None = None,
         background: bool = True,
+        label: str | None = None,
     ) -> None:
+        """``label`` names the file in messages (the final name, not the hidden temporary one)."""
         av = load_av()
+        label = label or path.name
         width, height = size
         self.size = (width + width % 2, height + height % 2)  # 4:2:0 needs even sides
         if self.size != size:
             logger.warning("%s: %dx%d frames are padded to %dx%d (H.264 4:2:0 needs even sides)",
-                           path.name, width, height, *self.size)
+                           label, width, height, *self.size)
         options = {"movflags": "+faststart"} if settings.container in ("mp4", "mov") else {}
         self._path = path
         self._failure: BaseException | None = None  # raised by the encoding thread
@@ -142,13 +152,11 @@ class VideoWriter:
         try:
             self._source = av.open(str(source), metadata_errors="ignore") if source else None
             if settings.keep_metadata and self._source is not None:
-                self._out.metadata.update(
-                    {k: v for k, v in self._source.metadata.items() if k not in MUXER_KEYS}
-                )
+                self._out.metadata.update(_safe_tags(self._source.metadata, MUXER_KEYS))
             self._video = _add_video_stream(self._out, settings, *self.size, time_base, fps)
             if settings.keep_metadata and self._source is not None:
                 original = main_video_stream(self._source)
-                self._video.metadata.update(dict(original.metadata) if original is not None else {})
+                self._video.metadata.update(_safe_tags(original.metadata) if original is not None else {})
             context = self._video.codec_context
             for name, value in (color_tags or {}).items():
                 setattr(context, name, value)
@@ -166,7 +174,7 @@ class VideoWriter:
         self.frames = 0
         if background:
             self._thread = threading.Thread(
-                target=self._encode_queued, name=f"encode {path.name}", daemon=True
+                target=self._encode_queued, name=f"encode {label}", daemon=True
             )
             self._thread.start()
 
@@ -266,6 +274,12 @@ class VideoWriter:
                 self._source.close()
 
 
+def _safe_tags(tags: Any, also_dropped: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+    """Tags worth keeping with keep_metadata: never a location, nor what the muxer writes itself."""
+    return {key: value for key, value in dict(tags).items()
+            if key not in also_dropped and LOCATION_WORD not in key.lower()}
+
+
 def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Pad an odd-sided frame by one pixel, or resize a frame whose size changed mid-file."""
     import cv2
@@ -290,17 +304,17 @@ class _AudioCopy:
         self._packets: Any = None
         streams = list(source.streams.audio)
         for stream in streams:
-            if _can_copy(stream, settings.format_name):
+            if _can_copy(stream, settings):
                 target = out.add_stream_from_template(stream)
             else:
                 logger.warning(
-                    "%s: its %s audio cannot be stored in %s; it is re-encoded to AAC "
+                    "%s: its %s audio does not play from a %s file; it is re-encoded to AAC "
                     "(set output.media_writer.container: mkv to keep it unchanged)",
                     Path(source.name).name, stream.codec_context.name, settings.container,
                 )
                 target = out.add_stream(FALLBACK_AUDIO_CODEC, rate=stream.codec_context.sample_rate or 48000)
                 self._transcode.add(stream.index)
-            metadata = dict(stream.metadata) if settings.keep_metadata else {}
+            metadata = _safe_tags(stream.metadata) if settings.keep_metadata else {}
             if stream.language:
                 metadata["language"] = stream.language
             target.metadata.clear()
@@ -346,8 +360,14 @@ class _AudioCopy:
             target.container.mux(target.encode(None))
 
 
-def _can_copy(stream: Any, format_name: str) -> bool:
+def _can_copy(stream: Any, settings: EncoderSettings) -> bool:
     av = load_av()
+    codec = stream.codec_context.name
+    playable = PLAYABLE_AUDIO.get(settings.container)
+    if playable is not None and codec not in playable and not (settings.container == "mov"
+                                                               and codec.startswith("pcm_")):
+        return False
+    format_name = settings.format_name
     try:
         with av.open(io.BytesIO(), "w", format=format_name) as trial:
             trial.add_stream_from_template(stream)

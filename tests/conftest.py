@@ -108,8 +108,21 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
 
 
-def interrupt_run(config: Path, cwd: Path, after_line: str, on_line=None) -> tuple[int, str]:
-    """Start ``facepriv run``, press Ctrl-C once stderr shows ``after_line``.
+def output_files(folder: Path) -> list[str]:
+    """Files below ``folder`` (posix, relative), hidden ones included, except the run's
+    manifest: what a run left as outputs, finished or not."""
+    from facepriv.batch.manifest import MANIFEST_NAME
+
+    if not folder.exists():
+        return []
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
+                  if path.is_file() and path.name != MANIFEST_NAME)
+
+
+def interrupt_run(
+    config: Path, cwd: Path, after_line: str, on_line=None, sig: int | None = None
+) -> tuple[int, str]:
+    """Start ``facepriv run``, press Ctrl-C (or send ``sig``) once stderr shows ``after_line``.
 
     ``on_line()`` is called just before the interrupt (to look at the output folder
     mid-run). Returns the exit code and what stderr printed after the interrupt.
@@ -128,7 +141,7 @@ def interrupt_run(config: Path, cwd: Path, after_line: str, on_line=None) -> tup
     assert any(after_line in line for line in seen), "".join(seen)
     if on_line is not None:
         on_line()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT if sig is None else sig)
     rest = process.stderr.read()
     return process.wait(timeout=60), rest
 

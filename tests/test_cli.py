@@ -14,7 +14,7 @@ import yaml
 import facepriv
 from facepriv.config import load_run_config, node_specs
 
-from conftest import error_lines, run_cli
+from conftest import error_lines, output_files, run_cli
 
 NODES_DIR = Path(facepriv.__file__).parent / "nodes"
 SAMPLE_SIZE = (710, 540)
@@ -251,7 +251,7 @@ def test_run_end_to_end_on_sample_video(tmp_path, sample_video):
     assert error_lines(result.stderr) == []
     output = tmp_path / "out" / "peekingduck_wave.mp4"
     assert output.is_file()
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["peekingduck_wave.mp4"]
+    assert output_files(tmp_path / "out") == ["peekingduck_wave.mp4"]
     count, sizes = video_frames(output)
     assert count == 20
     assert sizes == {SAMPLE_SIZE}

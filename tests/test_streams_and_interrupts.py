@@ -6,7 +6,7 @@ import pytest
 
 from facepriv.nodes.input.visual import Node as VisualInput
 
-from conftest import interrupt_run
+from conftest import interrupt_run, output_files
 
 
 def test_http_stream_source_yields_frames(http_video_url):
@@ -32,4 +32,4 @@ def test_ctrl_c_while_the_model_runs_leaves_no_output_and_exits_130(tmp_path, sa
     code, rest = interrupt_run(config, tmp_path, "20 frames read")
     assert code == 130
     assert "interrupted" in rest and "Traceback" not in rest
-    assert list((tmp_path / "out").iterdir()) == []
+    assert output_files(tmp_path / "out") == []

@@ -20,7 +20,7 @@ from facepriv import media
 from facepriv.api import resolve_nodes
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
 from facepriv.batch.worker import INPUT_NODE, WRITER_NODE, FileResult, FileTask, JobSpec
-from facepriv.config import RunConfig
+from facepriv.config import RunConfig, brief
 from facepriv.errors import ConfigError, MediaError
 from facepriv.outputs import ensure_writable_dir, remove_temp_files
 from facepriv.runner import RunSummary
@@ -59,7 +59,7 @@ def run_job(
     pairs, _ = media.expand_sources(source["source"], source["recursive"])
     output_dir = Path(os.path.abspath(writer["output_dir"]))
     ensure_writable_dir(output_dir, "output.media_writer.output_dir")
-    finals = _output_paths(pairs, output_dir, writer["container"])
+    finals = output_paths(pairs, output_dir, writer["container"])
     with manifest_lock(output_dir / MANIFEST_NAME):  # one job at a time per output_dir
         manifest = Manifest(output_dir / MANIFEST_NAME)
         progress = _Progress(manifest, finals)
@@ -114,16 +114,15 @@ def _check_pipeline(settings: list[tuple[str, dict[str, Any]]]) -> tuple[dict[st
             f"writes them with {WRITER_NODE} (its manifest goes beside the outputs): add them"
         )
     source = settings[0][1]["source"]
-    text = source if isinstance(source, str) else ""
-    if isinstance(source, int) or text.isdigit() or media.is_stream_url(text):
+    if media.is_live_source(source):
         raise ConfigError(
-            f"input.visual.source {source!r} is a webcam or stream, and only files and folders can be "
+            f"input.visual.source {brief(source)} is a webcam or stream, and only files and folders can be "
             "spread over processes: run it without --workers and --engine"
         )
     return settings[0][1], settings[names.index(WRITER_NODE)][1]
 
 
-def _output_paths(pairs: list[tuple[Path, str]], output_dir: Path, container: str) -> dict[str, Path]:
+def output_paths(pairs: list[tuple[Path, str]], output_dir: Path, container: str) -> dict[str, Path]:
     """Where output.media_writer writes each input (videos take the container's suffix).
 
     Two inputs that would share an output stop the job before anything is written; a

@@ -8,8 +8,9 @@ failed files are tried again. A file whose last line is ``started`` was being pr
 when the job died: if its output now exists and did not when it started, the worker
 finished it just before the parent could record it, so it is redone over that output.
 A line cut short by a crash is ignored.
-While a job runs it holds a lock on its manifest, so a second job on the same output_dir
-stops at once instead of redoing the same files and mixing its lines into the manifest.
+While a job (or a serial run, ``facepriv.batch.serial``) runs it holds a lock on its
+manifest, so a second one on the same output_dir stops at once instead of redoing the
+same files and mixing its lines into the manifest.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def manifest_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise MediaError(
-                f"another facepriv job is writing to '{path.parent}' (its manifest {path.name} "
-                "is locked): wait for that job to end, or give this one another output_dir"
+                f"another facepriv run is writing to '{path.parent}' (its manifest {path.name} "
+                "is locked): wait for that run to end, or give this one another output_dir"
             ) from None
         yield
     finally:

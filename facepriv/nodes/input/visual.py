@@ -28,6 +28,14 @@ from facepriv.node import AbstractNode
 from facepriv.video import MAX_SOURCE_FPS, DamagedVideo, UnreadableVideo, VideoReader, probe_video
 
 LIVE_TIME_BASE = Fraction(1, 1000)  # webcam frames are stamped in measured milliseconds
+NO_FIRST_FRAME = {
+    "webcam": "it opened but gave no frame: check that no other program uses it",
+    "stream": (
+        "it opened but gave no frame. An MP4 file whose index is at its end (not 'faststart') "
+        "can only be read from a server that answers range requests: download the file and give "
+        "its path as input.visual.source, or re-export it with faststart"
+    ),
+}
 
 
 @dataclass
@@ -44,14 +52,23 @@ class Node(AbstractNode):
         config: dict[str, Any] | None = None,
         *,
         items: list[tuple[Path, str]] | None = None,
+        single: bool = False,
         **overrides: Any,
     ) -> None:
         """``items``, (file, output name) pairs, replace what ``source`` expands to: a batch
-        worker (``facepriv.batch``) reads one file of a folder under its name in the folder."""
+        worker (``facepriv.batch``) reads one file of a folder under its name in the folder,
+        a serial run that resumes the files not done yet. ``single``: the source names that
+        one file, whose problems are then errors before the first frame."""
         super().__init__(config, **overrides)
         self._capture: Any = None
+        self._first_frame: tuple[np.ndarray, float] | None = None
         self._live_name = ""
-        self._items = list(items) if items is not None else self._resolve_source(self.source)
+        if items is None:
+            self._items = self._resolve_source(self.source)
+        else:
+            self._items = list(items)
+            if single and self._items:
+                self._check_single_file(self._items[0][0])
         self._last = ("", float(self.saved_video_fps))
         self._bars: list[Any] = []
         frames = self._frames()
@@ -68,13 +85,16 @@ class Node(AbstractNode):
             self._open_capture(source, f"stream {source}", "stream")
             return []
         items, single = media.expand_sources(source, self.recursive)
-        if single:  # one file: its problems are errors, reported before the first frame
-            path = items[0][0]
-            if media.is_image(path) and media.read_image(path) is None:
-                raise MediaError(f"cannot read image '{path}': the file is damaged or not an image")
-            if media.is_video(path):
-                probe_video(path)
+        if single:
+            self._check_single_file(items[0][0])
         return items
+
+    def _check_single_file(self, path: Path) -> None:
+        """The only file of the source: its problems are errors, reported before the first frame."""
+        if media.is_image(path) and media.read_image(path, self.max_megapixels) is None:
+            raise MediaError(f"cannot read image '{path}': the file is damaged or not an image")
+        if media.is_video(path):
+            probe_video(path, self.max_megapixels)
 
     def _open_capture(self, target: int | str, label: str, kind: str) -> None:
         import cv2
@@ -86,6 +106,13 @@ class Node(AbstractNode):
                 f"cannot open {label}: check that it is connected and not used by another "
                 "program, or set input.visual.source to a file or folder"
             )
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        too_large = media.pixel_limit_reason(*size, self.max_megapixels, "its frames are")
+        ok, image = (False, None) if too_large else capture.read()
+        if not ok:  # a run that reads nothing must not end as if it had succeeded
+            capture.release()
+            raise MediaError(f"cannot use {label}: {too_large or NO_FIRST_FRAME[kind]}")
+        self._first_frame = (image, time.monotonic())
         self._capture = capture
         self._live_name = f"{kind}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
 
@@ -100,9 +127,9 @@ class Node(AbstractNode):
         try:
             for path, name in self._items:
                 if media.is_image(path):
-                    image = media.read_image(path)
+                    image, reason = self._read_image(path)
                     if image is None:
-                        self._skip(MediaItem(path, name, "image"), "the file is damaged or not an image")
+                        self._skip(MediaItem(path, name, "image"), reason)
                     else:
                         item = MediaItem(path, name, "image", fps=float(self.saved_video_fps))
                         yield Frame(image, FrameInfo(item, 0))
@@ -114,29 +141,37 @@ class Node(AbstractNode):
             if files is not None:
                 files.close()
 
+    def _read_image(self, path: Path) -> tuple[np.ndarray | None, str]:
+        """The image, or None and why not."""
+        try:
+            image = media.read_image(path, self.max_megapixels)
+        except media.ImageRefused as err:
+            return None, err.reason
+        return image, "the file is damaged or not an image"
+
     def _live_frames(self) -> Iterator[Frame]:
         import cv2
 
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         fps = fps if 0 < fps <= MAX_SOURCE_FPS else float(self.saved_video_fps)
         item = MediaItem(None, self._live_name, "live", fps=fps)
-        started = None
+        image, started = self._first_frame  # read when the source was checked
+        now = started
         index = 0
         while True:
-            ok, image = self._capture.read()
-            if not ok:
-                return
             # Measured capture times: the recording plays at real speed whatever the
             # camera's nominal rate and however slow the pipeline was.
-            now = time.monotonic()
-            started = now if started is None else started
             pts = round((now - started) / LIVE_TIME_BASE)
             yield Frame(image, FrameInfo(item, index, pts, LIVE_TIME_BASE))
             index += 1
+            ok, image = self._capture.read()
+            if not ok:
+                return
+            now = time.monotonic()
 
     def _video_frames(self, path: Path, name: str, position: int) -> Iterator[Frame]:
         try:
-            reader = VideoReader(path)
+            reader = VideoReader(path, self.max_megapixels)
         except UnreadableVideo as err:
             self._skip(MediaItem(path, name, "video"), err.reason)
             return
@@ -169,7 +204,7 @@ class Node(AbstractNode):
             self._bars.remove(bar)
 
     def _replay(self, path: Path) -> Iterator[tuple[int | None, np.ndarray]]:
-        reader = VideoReader(path)
+        reader = VideoReader(path, self.max_megapixels)
         try:
             for decoded in reader.frames():
                 yield decoded.pts, self._prepare(decoded.image)

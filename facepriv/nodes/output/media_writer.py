@@ -10,11 +10,10 @@ complete, never replace their input, and replace an existing output only if
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,9 +22,20 @@ from facepriv.errors import MediaError
 from facepriv.image_metadata import encode_image
 from facepriv.media import FrameInfo, MediaItem
 from facepriv.node import AbstractNode
-from facepriv.outputs import AtomicOutput, ensure_writable_dir, inside_output_dir, write_errors_reported
+from facepriv.outputs import (
+    AtomicOutput,
+    UnwritableName,
+    check_replaceable,
+    ensure_writable_dir,
+    inside_output_dir,
+    name_errors,
+    write_errors_reported,
+)
 from facepriv.video import load_av
 from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings
+
+if TYPE_CHECKING:
+    from facepriv.batch.serial import SerialJournal
 
 
 @dataclass
@@ -39,14 +49,19 @@ class _OpenVideo:
 class Node(AbstractNode):
     """Writes each frame it receives; closes a video when its input changes or at the end."""
 
-    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, config: dict[str, Any] | None = None, *, journal: SerialJournal | None = None, **overrides: Any
+    ) -> None:
+        """``journal``: a serial run's manifest (``facepriv.batch.serial``), told of each output."""
         super().__init__(config, **overrides)
+        self._journal = journal
         self._dir = ensure_writable_dir(Path(self.output_dir), "output.media_writer.output_dir")
         self._settings = EncoderSettings(
             self.video_codec, self.crf, self.preset, self.container, self.keep_metadata
         )
         check_settings(self._settings)
         self._video: _OpenVideo | None = None
+        self._failed_key: Any = None  # the input whose output could not be created: its frames are dropped
         self.written: list[Path] = []
 
     # ------------------------------------------------------------------ node contract
@@ -58,14 +73,25 @@ class Node(AbstractNode):
         info: FrameInfo | None = inputs.get("frame_info")
         filename = info.item.name if info else (inputs.get("filename") or "output.mp4")
         is_image = info.item.kind == "image" if info else media.is_image(filename)
+        source = info.item.path if info else None
         if is_image:
             self._close_video(finished=True)
-            self._write_image(filename, image, info.item.path if info else None)
+            try:
+                self._write_image(filename, image, source)
+            except UnwritableName as err:
+                self._fail_file(source or filename, err)
             return {}
         key = info.item if info else filename
+        if key is self._failed_key:
+            return {}
         if self._video is None or self._video.key != key:
             self._close_video(finished=True)
-            self._open_video(filename, image, info, float(inputs.get("saved_video_fps") or 10))
+            try:
+                self._open_video(filename, image, info, float(inputs.get("saved_video_fps") or 10))
+            except UnwritableName as err:
+                self._failed_key = key
+                self._fail_file(source or filename, err)
+                return {}
         with _writing(self._video.output.final_path):
             if info is not None:
                 self._video.writer.write(image, info.pts, info.duration)
@@ -82,22 +108,18 @@ class Node(AbstractNode):
     def _output_path(self, name: str, source: Path | None) -> Path:
         relative = inside_output_dir(name)
         path = self._dir / relative
-        if path.exists():
-            if source is not None and os.path.samefile(path, source):
-                raise MediaError(
-                    f"output '{path}' would replace its input: choose an output_dir outside "
-                    "the source folder"
-                )
+        with name_errors(path):
+            exists = path.exists()
+        if exists:
             if path in self.written:
                 raise MediaError(
                     f"two inputs would both be written as '{path}' (say clip.avi and clip.mp4): "
                     "rename one, or write them to different output_dirs"
                 )
-            if not self.overwrite:
-                raise MediaError(
-                    f"output '{path}' already exists: delete it, choose another output_dir, "
-                    "or set output.media_writer.overwrite: true"
-                )
+            may_replace = self.overwrite or (self._journal is not None and self._journal.may_replace(source))
+            check_replaceable(path, source, may_replace)
+        if self._journal is not None:
+            self._journal.started(source)
         return path
 
     # ------------------------------------------------------------------ images
@@ -112,6 +134,8 @@ class Node(AbstractNode):
         except BaseException:
             output.discard()
             raise
+        if self._journal is not None:
+            self._journal.finished(source, path, 1)
 
     # ------------------------------------------------------------------ videos
     def _open_video(self, filename: str, image: np.ndarray, info: FrameInfo | None, fps: float) -> None:
@@ -128,14 +152,15 @@ class Node(AbstractNode):
         try:
             writer = VideoWriter(
                 output.temp_path, self._settings, (image.shape[1], image.shape[0]),
-                time_base=time_base, fps=fps, source=source,
+                time_base=time_base, fps=fps, source=source, label=path.name,
                 color_tags=item.color_tags if item is not None else None,
                 sample_aspect_ratio=item.sample_aspect_ratio if item is not None else None,
             )
         except BaseException as err:
             output.discard()
             if isinstance(err, Exception) and not isinstance(err, MediaError):
-                raise MediaError(f"cannot write video '{path}' ({err}): check output.media_writer's "
+                reason = str(err).replace(str(output.temp_path), str(path))  # name the user's file
+                raise MediaError(f"cannot write video '{path}' ({reason}): check output.media_writer's "
                                  "video_codec and container") from None
             raise
         self._video = _OpenVideo(info.item if info else filename, item, output, writer)
@@ -150,6 +175,8 @@ class Node(AbstractNode):
             video.output.discard()
             if failed:
                 self.logger.warning("no output for '%s': its input is damaged", video.item.name)
+                if self._journal is not None:
+                    self._journal.finished(video.item.path, None, video.writer.frames, error=failed)
             return
         try:
             with _writing(video.output.final_path):
@@ -157,8 +184,25 @@ class Node(AbstractNode):
         except BaseException:
             video.output.discard()
             raise
-        self.written.append(video.output.commit())
+        try:
+            self.written.append(video.output.commit())
+        except UnwritableName as err:
+            video.output.discard()
+            self._fail_file(video.item.path if video.item is not None else video.key, err)
+            return
+        except BaseException:
+            video.output.discard()
+            raise
         self.logger.info("wrote %s (%d frames)", video.output.final_path, video.writer.frames)
+        if self._journal is not None and finished and video.item is not None:  # whole: done
+            self._journal.finished(video.item.path, video.output.final_path, video.writer.frames)
+
+    def _fail_file(self, source: Any, err: UnwritableName) -> None:
+        """This input gets no output; the run goes on and ends with exit code 1."""
+        self.logger.error("no output for '%s': %s", source, err.reason)
+        self.failed_items.append(f"{source}: {err.reason}")
+        if self._journal is not None and isinstance(source, Path):
+            self._journal.finished(source, None, 0, error=err.reason)
 
 
 
