@@ -49,7 +49,7 @@ class TrackSettings:
     backfill_frames: int = 10
     min_detections: int = 2  # a one-frame detection is mostly a false one: not held
     confirm_score: float = 0.5
-    confirm_frames: int = 5
+    confirm_frames: int = 12
     predict_frames: int = 5
     growth_per_frame: float = 0.02
     max_growth: float = 1.2
