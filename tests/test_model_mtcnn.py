@@ -354,6 +354,28 @@ def test_score_threshold_drops_weak_faces(node, photos, monkeypatch):
     assert fewer > 0, "some real faces score between 0.7 and 0.9999"
 
 
+
+def test_flip_pass_keeps_every_face_of_the_plain_pass(node, photos, monkeypatch):
+    """The mirrored pass only adds faces or widens their boxes: nothing the plain pass
+    hides is hidden less. box_scale reshapes the reported boxes around their centres."""
+    plain = [node.detect(image) for _, image in photos]
+    monkeypatch.setattr(node, "flip_pass", True)
+    added = 0
+    for (boxes, _), (_, image) in zip(plain, photos, strict=True):
+        both, _ = node.detect(image)
+        for box in boxes:
+            covering = (both[:, :2] <= box[:2] + 1e-3).all(axis=1) & (
+                both[:, 2:] >= box[2:] - 1e-3).all(axis=1)
+            assert covering.any(), "a face of the plain pass lost its box"
+        added += len(both) - len(boxes)
+    assert added >= 0
+    monkeypatch.setattr(node, "box_scale", [0.9, 1.1])
+    boxes, _ = node.detect(photos[0][1])
+    monkeypatch.setattr(node, "box_scale", [1.0, 1.0])
+    unscaled, _ = node.detect(photos[0][1])
+    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], 0.9 * (unscaled[:, 2] - unscaled[:, 0]), rtol=1e-4)
+    np.testing.assert_allclose(boxes[:, 3] - boxes[:, 1], 1.1 * (unscaled[:, 3] - unscaled[:, 1]), rtol=1e-4)
+
 # ------------------------------------------------------------------------ weights
 def test_weights_dir_without_the_files_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"pnet\.lz4.*weights_parent_dir"):

@@ -7,6 +7,8 @@ Settings (see ``mtcnn.yml``):
 * ``scale_factor``: shrink between two pyramid levels (0.709 as in the MTCNN paper).
 * ``network_thresholds``: confidence a window needs to pass P-Net, R-Net and O-Net.
 * ``score_threshold``: final confidence a face needs to be reported.
+* ``flip_pass``: also detect in the mirrored frame and merge (``mtcnn_passes``).
+* ``box_scale``: width and height factors of the reported boxes, around their centres.
 * ``weights_parent_dir``: a folder with ``pnet.lz4``, ``rnet.lz4`` and ``onet.lz4``;
   empty uses the weights inside the installed mtcnn package.
 * ``tf_intra_op_threads``, ``tf_inter_op_threads``: TensorFlow's thread pools (0 = its
@@ -25,6 +27,7 @@ import numpy as np
 
 from facepriv.detection import FaceDetectorNode
 from facepriv.models.mtcnn_cascade import MTCNNCascade
+from facepriv.models.mtcnn_passes import merge_passes, mirror_boxes, scale_boxes
 
 
 class Node(FaceDetectorNode):
@@ -44,5 +47,10 @@ class Node(FaceDetectorNode):
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel boxes and scores of the faces scoring at least ``score_threshold``."""
         boxes, scores = self.cascade.detect_bgr(image_bgr)
+        if self.flip_pass:
+            mirrored, mirrored_scores = self.cascade.detect_bgr(image_bgr[:, ::-1])
+            boxes, scores = merge_passes(
+                boxes, scores, mirror_boxes(mirrored, image_bgr.shape[1]), mirrored_scores
+            )
         keep = scores >= self.score_threshold
-        return boxes[keep], scores[keep]
+        return scale_boxes(boxes[keep], *self.box_scale), scores[keep]
