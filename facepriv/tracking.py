@@ -38,7 +38,7 @@ from facepriv.camera_motion import IDENTITY, MotionStep
 from facepriv.geometry import grow_boxes, iou_matrix, share_inside_unit_square, transform_boxes
 
 VELOCITY_SPAN = 5  # detections used to estimate a track's motion
-MIN_VISIBLE = 0.5  # a held box with less of its area inside the frame is dropped
+MIN_VISIBLE = 0.25  # a held box with less of its area inside the frame is dropped
 
 
 @dataclass(frozen=True)

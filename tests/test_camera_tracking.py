@@ -23,12 +23,12 @@ from facepriv.evaluation.gt_video import GroundTruthCheck, clip_report
 from facepriv.evaluation.metrics import face_leaked
 from facepriv.evaluation.video_eval import evaluate_videos
 from facepriv.geometry import grow_boxes, iou_matrix, transform_boxes
-from facepriv.media import FrameInfo, MediaItem
 from facepriv.node import build_node
 from facepriv.nodes.input.visual import Node as VisualInput
 from facepriv.runner import Pipeline
 
 from conftest import run_cli
+from pipeline_probes import Collect, Frames
 
 SIZE = (640, 360)  # the virtual camera's frame
 
@@ -56,31 +56,10 @@ def film(image: np.ndarray, windows: list[tuple[float, float, float]]) -> tuple[
     return frames, transforms
 
 
-def swaying_camera(count: int, start: int = 0) -> list[tuple[float, float, float]]:
-    """Pans left and right (not at a constant speed) while zooming in on the presenter."""
-    return [(420 + 90 * np.sin((start + t) / 4), 200 + 20 * np.cos((start + t) / 5),
-             560 - 8 * (start + t)) for t in range(count)]
-
-
-class Frames:
-    """A source node over composed frames, stamped as one video."""
-
-    node_name, inputs, outputs = "input.frames", ["none"], ["img", "frame_info", "pipeline_end"]
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self.frames, self.index = frames, 0
-        self.item = MediaItem(None, "filmed.mp4", "video", fps=25.0)
-        self.failed_items: list[str] = []
-
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        if self.index == len(self.frames):
-            return {"img": None, "frame_info": None, "pipeline_end": True}
-        self.index += 1
-        return {"img": self.frames[self.index - 1], "frame_info": FrameInfo(self.item, self.index - 1),
-                "pipeline_end": False}
-
-    def release(self, completed: bool = True) -> None:
-        """Nothing to free."""
+def swaying_camera(count: int, zoom_in: float = 8) -> list[tuple[float, float, float]]:
+    """Pans left and right (not at a constant speed) while zooming in on the presenter
+    (the window narrows by ``zoom_in`` px a frame)."""
+    return [(420 + 90 * np.sin(t / 4), 200 + 20 * np.cos(t / 5), 560 - zoom_in * t) for t in range(count)]
 
 
 class Probe:
@@ -110,22 +89,6 @@ class Probe:
         """Nothing to free."""
 
 
-class Collect:
-    node_name, inputs, outputs = "output.collect", ["all"], []
-
-    def __init__(self) -> None:
-        self.frames: dict[int, dict[str, Any]] = {}
-        self.failed_items: list[str] = []
-
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        if not inputs.get("pipeline_end"):
-            self.frames[inputs["frame_info"].index] = dict(inputs)
-        return {}
-
-    def release(self, completed: bool = True) -> None:
-        """Nothing to free."""
-
-
 @pytest.fixture(scope="module")
 def detector():
     return build_node("model.centerface", {"score_threshold": 0.1})
@@ -134,8 +97,8 @@ def detector():
 def run_probe(frames: list[np.ndarray], detector: Any, probe: Probe,
               persist: dict[str, Any] | None = None) -> Collect:
     collect = Collect()
-    Pipeline([Frames(frames), detector, probe, build_node("dabble.persist_bbox", persist or {}),
-              build_node("draw.fill_bbox"), collect]).run()
+    Pipeline([Frames(frames, "filmed.mp4", 25.0), detector, probe,
+              build_node("dabble.persist_bbox", persist or {}), build_node("draw.fill_bbox"), collect]).run()
     return collect
 
 
@@ -216,15 +179,16 @@ def test_a_weak_false_box_on_two_frames_is_not_held(photo, detector):
 
 def test_a_faint_face_found_again_and_again_is_confirmed_and_back_filled(photo, detector):
     image, face = photo
-    frames, transforms = film(image, swaying_camera(40))
+    frames, transforms = film(image, swaying_camera(60, zoom_in=3))
     truths = [transform_boxes(m, face)[0] / [*SIZE, *SIZE] for m in transforms]
-    # the detector sees the face only faintly, now and then, from frame 12 on
-    faint = {index: (truths[index].tolist(), 0.12) for index in (12, 14, 16, 21, 25, 27, 30, 33)}
-    out = run_probe(frames, detector, Probe(set(range(40)), faint))
-    for index in range(2, 40):  # back-filled from frame 2, held or filled in to the end
+    # the detector sees the face only faintly, on every other frame from frame 20: its 12th
+    # detection (confirm_frames) comes at frame 42, before frame 10 leaves the 45-frame window
+    faint = {index: (truths[index].tolist(), 0.12) for index in range(20, 45, 2)}
+    out = run_probe(frames, detector, Probe(set(range(60)), faint))
+    for index in range(10, 60):  # back-filled from frame 10, filled in, held to the end
         frame = out.frames[index]
         assert not face_leaked(frame["eval_original"], frame["img"], truths[index] * [*SIZE, *SIZE]), index
-    assert not out.frames[0]["bbox_held"].any() and not out.frames[1]["bbox_held"].any()
+    assert not any(out.frames[index]["bbox_held"].any() for index in range(10))
 
 
 def test_camera_motion_recovers_a_pan_and_zoom_and_finds_the_cut(photo):

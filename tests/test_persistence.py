@@ -19,26 +19,7 @@ from facepriv.node import build_node
 from facepriv.nodes.input.visual import Node as VisualInput
 from facepriv.runner import Pipeline
 
-
-class Frames:
-    """A source node over composed frames, stamped as one video."""
-
-    node_name, inputs, outputs = "input.frames", ["none"], ["img", "frame_info", "pipeline_end"]
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self.frames, self.index = frames, 0
-        self.item = MediaItem(None, "composed.mp4", "video", fps=30.0)
-        self.failed_items: list[str] = []
-
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        if self.index == len(self.frames):
-            return {"img": None, "frame_info": None, "pipeline_end": True}
-        self.index += 1
-        return {"img": self.frames[self.index - 1], "frame_info": FrameInfo(self.item, self.index - 1),
-                "pipeline_end": False}
-
-    def release(self, completed: bool = True) -> None:
-        """Nothing to free."""
+from pipeline_probes import Collect, Frames
 
 
 class Blink:
@@ -61,27 +42,6 @@ class Blink:
             kept.update(bboxes=np.zeros((0, 4), np.float32), bbox_labels=np.array([]),
                         bbox_scores=np.zeros(0, np.float32))
         return kept
-
-    def release(self, completed: bool = True) -> None:
-        """Nothing to free."""
-
-
-class Collect:
-    """Keeps what reaches the end of the pipeline, by frame index."""
-
-    node_name, inputs, outputs = "output.collect", ["all"], []
-
-    def __init__(self) -> None:
-        self.frames: dict[int, dict[str, Any]] = {}
-        self.order: list[int] = []
-        self.failed_items: list[str] = []
-
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        if not inputs.get("pipeline_end"):
-            index = inputs["frame_info"].index
-            self.order.append(index)
-            self.frames[index] = dict(inputs)
-        return {}
 
     def release(self, completed: bool = True) -> None:
         """Nothing to free."""
