@@ -207,16 +207,22 @@ def run_ok(config: str, cwd) -> None:
 def run_measured(args: list[str], cwd: Path, timeout: float = 300) -> tuple[subprocess.CompletedProcess, int]:
     """Run ``facepriv`` in a child process; return it and the child's peak memory in bytes.
 
-    The peak is read by the child itself (ru_maxrss of its own process), so other tests'
-    children cannot inflate it.
+    The peak is read by the child itself: VmHWM of its own address space, which starts anew
+    at exec. (ru_maxrss does not: Linux carries it over from the forked parent, so a child of a
+    pytest process that has loaded TensorFlow would report that process's 1 GB.)
     """
     script = (
         "import resource, sys\n"
         "from facepriv.cli import main\n"
+        "def peak_kb():\n"
+        "    try:\n"
+        "        with open('/proc/self/status') as status:\n"
+        "            return int(next(l for l in status if l.startswith('VmHWM:')).split()[1])\n"
+        "    except (OSError, StopIteration):\n"
+        "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "try:\n    main(sys.argv[1:])\n"
         "finally:\n"
-        "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "    sys.stderr.write(f'\\nPEAK_KB {peak}\\n')\n"
+        "    sys.stderr.write(f'\\nPEAK_KB {peak_kb()}\\n')\n"
     )
     result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
                             cwd=cwd, timeout=timeout)
