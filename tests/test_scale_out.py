@@ -141,11 +141,15 @@ def test_ray_engine_writes_what_a_serial_run_writes(anonymized):
 # --------------------------------------------------------------------------- resuming
 
 
+def make_small_job(root: Path, faces_dir: Path, videos_dir: Path) -> tuple[Path, Path, Path]:
+    """Three photos and two clips, and a config that copies them (no model: quick workers)."""
+    source = make_source(root, faces_dir, videos_dir, photos=3)
+    return source, write_config(root / "copy.yml", source, root / "out"), root / "out"
+
+
 @pytest.fixture()
 def small_job(tmp_path, faces_dir, videos_dir):
-    """Three photos and two clips, and a config that copies them (no model: quick workers)."""
-    source = make_source(tmp_path, faces_dir, videos_dir, photos=3)
-    return source, write_config(tmp_path / "copy.yml", source, tmp_path / "out"), tmp_path / "out"
+    return make_small_job(tmp_path, faces_dir, videos_dir)
 
 
 @pytest.mark.slow
