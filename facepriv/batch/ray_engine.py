@@ -117,6 +117,7 @@ class _RayPool:
         self._actor_class = ray.remote(num_cpus=1, max_restarts=0, max_concurrency=2)(_FileActor)
         self._actors: set[Any] = set()
         self._ready: set[Any] = set()  # actors that built the pipeline and are alive
+        self._idle: set[Any] = set()  # ready actors without a file
         self._inflight: dict[Any, tuple[Any, FileTask | None]] = {}  # ref -> (actor, task; None: ready())
         self._heard: dict[Any, float] = {}  # ref of a file in progress -> when it last ticked
         self._stalled: set[Any] = set()  # actors killed for showing no progress
@@ -190,6 +191,8 @@ class _RayPool:
         try:
             value = self._ray.get(ref)
         except self._ray.exceptions.RayActorError as err:
+            with contextlib.suppress(Exception):  # "unavailable" may be unreachable, not dead: no more writes
+                self._ray.kill(actor)
             self._actors.discard(actor)
             self._ready.discard(actor)
             reason = str(err).strip().splitlines()[0]
@@ -204,8 +207,9 @@ class _RayPool:
                 self._failed_starts += 1
                 if self._failed_starts >= MAX_FAILED_STARTS:
                     raise FaceprivError(f"Ray workers die while loading the pipeline ({reason})") from None
-            if pending:
-                self._start()
+            self._dispatch(pending)
+            if pending and len(self._actors) < self._size:
+                self._start()  # placed wherever Ray finds a CPU, now or when a node joins
             return
         if task is None:
             if value is not None:
@@ -215,7 +219,13 @@ class _RayPool:
         else:
             self._report(value.frames or 0)
             self._report(value)
-        if pending:
+        self._idle.add(actor)
+        self._dispatch(pending)
+
+    def _dispatch(self, pending: deque[FileTask]) -> None:
+        """Give the next files to idle actors (a retried file may come when others are done)."""
+        while pending and self._idle:
+            actor = self._idle.pop()
             task = pending.popleft()
             self._report(FileResult(task, "started"))  # on disk before an actor can write
             ref = actor.process.remote(task)
@@ -237,4 +247,5 @@ class _RayPool:
                         self._report(result)
         self._actors.clear()
         self._ready.clear()
+        self._idle.clear()
         self._inflight.clear()
