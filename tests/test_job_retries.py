@@ -108,6 +108,36 @@ def test_a_damaged_file_fails_at_once_without_retries(small_job, tmp_path):
     assert "0 attempt(s) retried" in result.stderr
 
 
+def test_each_attempt_is_recorded_and_the_bar_shows_retries(tmp_path, monkeypatch):
+    """The job's side of a lost worker: a retried line per attempt, the next attempt may
+    replace an output its dead worker committed, and the last allowed attempt fails."""
+    import io
+
+    from tqdm import tqdm
+
+    from facepriv.batch import job
+    from facepriv.batch.manifest import MANIFEST_NAME, Manifest
+    from facepriv.batch.worker import FileResult, FileTask
+
+    monkeypatch.setattr(job.media, "progress_bar", lambda total, *args: tqdm(total=total, file=io.StringIO()))
+    final = tmp_path / "out" / "a.jpg"
+    final.parent.mkdir()
+    progress = job._Progress(Manifest(final.parent / MANIFEST_NAME), {"a.jpg": final}, max_retries=1)
+    progress.open(1)
+    task = FileTask(str(tmp_path / "a.jpg"), "a.jpg", 1, 1)
+    progress(FileResult(task, "started"))
+    final.write_bytes(b"x")  # committed, then the worker was killed before it could say so
+    again = progress.lost(task, "the worker process died (killed by SIGKILL) while processing it")
+    assert again == FileTask(task.path, task.name, 1, 1, overwrite=True, attempt=2)
+    assert "1 retried" in progress._bar.postfix
+    progress(FileResult(again, "started"))
+    assert progress.lost(again, "the worker process died (killed by SIGKILL) while processing it") is None
+    progress.close()
+    assert (progress.done, progress.retried, len(progress.failed)) == (0, 1, 1)
+    assert attempts(final.parent, "a.jpg") == [("started", 1), ("retried", 1), ("started", 2), ("failed", 2)]
+    assert "attempt 2 of 2" in outcome(final.parent, "a.jpg")["error"]
+
+
 # --------------------------------------------------------------------------- a Ray cluster losing a node
 
 

@@ -203,7 +203,7 @@ class _RayPool:
                 again = self._report.lost(task, f"the Ray worker died while processing it ({reason})")
                 if again is not None:
                     pending.appendleft(again)
-            else:
+            elif not self._node_lost(err):  # a lost node's actors say nothing of the pipeline
                 self._failed_starts += 1
                 if self._failed_starts >= MAX_FAILED_STARTS:
                     raise FaceprivError(f"Ray workers die while loading the pipeline ({reason})") from None
@@ -221,6 +221,11 @@ class _RayPool:
             self._report(value)
         self._idle.add(actor)
         self._dispatch(pending)
+
+    def _node_lost(self, err: Exception) -> bool:
+        """Whether an actor died with its node (or became unreachable), as Ray reports it."""
+        unavailable = getattr(self._ray.exceptions, "ActorUnavailableError", ())
+        return isinstance(err, unavailable) or "its node has died" in str(err)
 
     def _dispatch(self, pending: deque[FileTask]) -> None:
         """Give the next files to idle actors (a retried file may come when others are done)."""
