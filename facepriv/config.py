@@ -252,6 +252,9 @@ ENGINE_KEYS: dict[str, dict[str, Any]] = {
     # A worker that shows no progress for this long (a decoder hung on a damaged file, a
     # stuck network mount) is stopped and its file marked failed; null: never.
     "stall_seconds": {"default": 600.0, "type": "float", "min": 1.0, "nullable": True},
+    # A file whose worker died (killed, out of memory, its node lost) or was stopped for
+    # stall_seconds is tried again this many times, on any live worker; 0: failed at once.
+    "max_retries": {"default": 2, "type": "int", "min": 0},
 }
 
 

@@ -141,11 +141,15 @@ def test_ray_engine_writes_what_a_serial_run_writes(anonymized):
 # --------------------------------------------------------------------------- resuming
 
 
+def make_small_job(root: Path, faces_dir: Path, videos_dir: Path) -> tuple[Path, Path, Path]:
+    """Three photos and two clips, and a config that copies them (no model: quick workers)."""
+    source = make_source(root, faces_dir, videos_dir, photos=3)
+    return source, write_config(root / "copy.yml", source, root / "out"), root / "out"
+
+
 @pytest.fixture()
 def small_job(tmp_path, faces_dir, videos_dir):
-    """Three photos and two clips, and a config that copies them (no model: quick workers)."""
-    source = make_source(tmp_path, faces_dir, videos_dir, photos=3)
-    return source, write_config(tmp_path / "copy.yml", source, tmp_path / "out"), tmp_path / "out"
+    return make_small_job(tmp_path, faces_dir, videos_dir)
 
 
 @pytest.mark.slow
@@ -202,7 +206,9 @@ def test_damaged_files_fail_alone_and_are_retried(small_job, tmp_path, videos_di
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_killed_worker_loses_only_its_file(small_job, tmp_path, engine):
+    """Without retries (tests/test_job_retries.py has them) the file fails alone."""
     source, config, output = small_job
+    config.write_text(config.read_text() + "engine:\n  max_retries: 0\n")
     env = {**os.environ, KILL_ENV: "clips/egoblur_gen2_test_face_video.mp4"}
     result = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path, env=env)
     assert result.returncode == 1, result.stderr
@@ -210,6 +216,7 @@ def test_a_killed_worker_loses_only_its_file(small_job, tmp_path, engine):
     killed = lines.pop("clips/egoblur_gen2_test_face_video.mp4")
     reason = "SIGKILL" if "ray" not in engine else "worker died"
     assert killed["status"] == "failed" and reason in killed["error"], killed
+    assert "attempt 1 of 1" in killed["error"] and killed["attempt"] == 1
     assert len(lines) == 4 and all(line["status"] == "done" for line in lines.values())
 
     rerun = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path)
@@ -223,7 +230,7 @@ def test_a_hung_worker_is_stopped_and_loses_only_its_file(small_job, tmp_path, e
     source, config, output = small_job
     # 10 s: a loaded 2-core machine can spend 3 s flushing a 2560x1920 clip's encoder
     # without a tick, which must not count as a hang
-    config.write_text(config.read_text() + "engine:\n  stall_seconds: 10\n")
+    config.write_text(config.read_text() + "engine:\n  stall_seconds: 10\n  max_retries: 0\n")
     hung_name = "clips/egoblur_gen2_test_face_video.mp4"
     env = {**os.environ, STALL_ENV: hung_name}  # that file's worker sleeps after one frame
     result = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path, env=env)
@@ -375,11 +382,12 @@ def with_webcam(text: str) -> str:
         ([], lambda text: text + "engine:\n  workers: 0\n", "engine.workers"),
         ([], lambda text: text + "engine:\n  wrkers: 2\n", "unknown key 'engine.wrkers'"),
         (["--workers", "2"], lambda text: text + "engine:\n  stall_seconds: 0\n", "engine.stall_seconds"),
+        (["--workers", "2"], lambda text: text + "engine:\n  max_retries: -1\n", "engine.max_retries"),
         (["--workers", "2"], with_screen, "output.screen"),
         (["--workers", "2"], with_webcam, "webcam or stream"),
     ],
     ids=["workers-0", "unknown-engine", "address-without-ray", "force-without-job", "num-iter",
-         "config-workers-0", "config-typo", "stall-0", "screen", "webcam"],
+         "config-workers-0", "config-typo", "stall-0", "retries-negative", "screen", "webcam"],
 )
 def test_job_mistakes_are_one_line(tmp_path, sample_video, args, edit, fragment):
     config = write_config(tmp_path / "c.yml", sample_video, tmp_path / "out")

@@ -62,7 +62,7 @@ def run_job(
     finals = output_paths(pairs, output_dir, writer["container"])
     with manifest_lock(output_dir / MANIFEST_NAME):  # one job at a time per output_dir
         manifest = Manifest(output_dir / MANIFEST_NAME)
-        progress = _Progress(manifest, finals)
+        progress = _Progress(manifest, finals, engine["max_retries"])
         tasks = _plan(pairs, finals, manifest, force, progress)
         spec = JobSpec(_worker_settings(settings, run_config, node_config, output_dir), os.getcwd(),
                        logging.getLogger("facepriv").getEffectiveLevel())
@@ -84,6 +84,9 @@ def run_job(
             progress.close()
             manifest.close()
             remove_temp_files(temp_paths)  # of files whose worker died or was stopped
+        logger.info("job finished: %d file(s) done, %d failed, %d attempt(s) retried after their worker "
+                    "was lost (engine.max_retries: %d)", progress.done, len(progress.failed),
+                    progress.retried, engine["max_retries"])
         return RunSummary(iterations=progress.frames, seconds=time.perf_counter() - started,
                           failed_items=progress.failed)
 
@@ -189,13 +192,17 @@ def _worker_settings(
 
 
 class _Progress:
-    """Takes the engine's reports: writes the manifest and draws one bar (files, frames)."""
+    """Takes the engine's reports: writes the manifest, decides which lost files are tried
+    again, and draws one bar (files, frames, retries)."""
 
-    def __init__(self, manifest: Manifest, finals: dict[str, Path]) -> None:
+    def __init__(self, manifest: Manifest, finals: dict[str, Path], max_retries: int = 0) -> None:
         self._manifest = manifest
         self._finals = finals  # output name -> final path
+        self._max_retries = max_retries
         self._bar: Any = None
         self.frames = 0
+        self.done = 0
+        self.retried = 0
         self.failed: list[str] = []
 
     def open(self, total: int) -> None:
@@ -204,8 +211,7 @@ class _Progress:
     def __call__(self, event: FileResult | int) -> None:
         if isinstance(event, int):
             self.frames += event
-            if self._bar is not None:
-                self._bar.set_postfix_str(f"{self.frames} frames")
+            self._show()
             return
         if event.status == "started":
             self._manifest.start(event.task, self._finals[event.task.name].exists())
@@ -215,8 +221,31 @@ class _Progress:
         self._manifest.append(event)
         if event.status == "failed":
             self.failed.append(f"{event.task.path}: {event.error}")
+        else:
+            self.done += 1
         if self._bar is not None:
             self._bar.update()
+
+    def lost(self, task: FileTask, error: str) -> FileTask | None:
+        """Record an attempt whose worker died or was stopped; the task to try again, or None
+        once engine.max_retries retries were spent (the file is then failed)."""
+        attempts = self._max_retries + 1
+        if task.attempt >= attempts:
+            self(FileResult(task, "failed", error=f"{error} (attempt {task.attempt} of {attempts}; "
+                                                  "engine.max_retries sets the retries)"))
+            return None
+        # A worker lost just after committing the output leaves it there: this job's to replace.
+        overwrite = task.overwrite or self._manifest.wrote(task.path, self._finals[task.name])
+        self._manifest.append(FileResult(task, "retried", error=error))
+        self.retried += 1
+        logger.warning("'%s' is tried again (attempt %d of %d)", task.path, task.attempt + 1, attempts)
+        self._show()
+        return replace(task, attempt=task.attempt + 1, overwrite=overwrite)
+
+    def _show(self) -> None:
+        if self._bar is not None:
+            retried = f", {self.retried} retried" if self.retried else ""
+            self._bar.set_postfix_str(f"{self.frames} frames{retried}")
 
     def close(self) -> None:
         if self._bar is not None:

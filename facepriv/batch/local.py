@@ -4,11 +4,12 @@ Each worker is a spawned process (TensorFlow is not safe across fork) that build
 pipeline once and then processes the files the parent sends over its own pipe, one at a
 time (the next one is sent ahead, so a worker never waits between files). The parent waits on
 the pipes and on the processes themselves, so a worker that dies (killed, out of
-memory, a crash in native code) is noticed at once: its file is reported failed and a
-new worker takes its place. A worker that sends nothing for ``stall_seconds`` while it has
-a file (it reports every FRAMES_REPORT_SECONDS while its pipeline ticks) is hung: it is
-killed, and its file is failed the same way. Workers ignore Ctrl-C; the parent stops
-them, letting the ones in the middle of a file discard what they had written.
+memory, a crash in native code) is noticed at once: a new worker takes its place, and its
+file is tried again first (``engine.max_retries`` times, then failed). A worker that sends
+nothing for ``stall_seconds`` while it has a file (it reports every FRAMES_REPORT_SECONDS
+while its pipeline ticks) is hung: it is killed, and its file is handled the same way.
+Workers ignore Ctrl-C; the parent stops them, letting the ones in the middle of a file
+discard what they had written.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 from facepriv.batch.worker import (
     FileResult,
@@ -43,9 +44,17 @@ STOP_SECONDS = 20.0  # how long a stopping worker may take to discard its file b
 MAX_FAILED_STARTS = 3  # workers dying in a row before they ever took a file: the job stops
 QUEUED_PER_WORKER = 2  # files sent ahead, so a worker never waits for the parent between files
 
-# Called with a FileResult (status "started" just before a file goes to a worker, then its
-# outcome), or an int: frames read since the last call.
-Report = Callable[[Any], None]
+
+class Report(Protocol):
+    """The job's side of an engine (``job._Progress``)."""
+
+    def __call__(self, event: FileResult | int) -> None:
+        """A FileResult (status "started" just before a file goes to a worker, then its
+        outcome), or an int: frames read since the last call."""
+
+    def lost(self, task: FileTask, error: str) -> FileTask | None:
+        """``task``'s worker died or was stopped (``error`` says how): the task to put first
+        in line for another attempt, or None when it is recorded failed."""
 
 
 def death_reason(exitcode: int | None) -> str:
@@ -248,8 +257,9 @@ class LocalPool:
             task = worker.tasks.popleft()
             pending.extendleft(reversed(worker.tasks))  # sent ahead, never started
             logger.error("a worker process died (%s) while processing '%s'", reason, task.path)
-            error = f"the worker process died ({reason}) while processing it"
-            self._report(FileResult(task, "failed", error=error))
+            again = self._report.lost(task, f"the worker process died ({reason}) while processing it")
+            if again is not None:
+                pending.appendleft(again)
         elif not worker.ready:
             self._failed_starts += 1
             if self._failed_starts >= MAX_FAILED_STARTS:

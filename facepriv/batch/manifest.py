@@ -2,11 +2,12 @@
 
 Only the job's parent writes it, one whole line at a time, synced to disk: a
 ``started`` line before a file goes to a worker, then its outcome (``done`` or
-``failed``). On a re-run the last line of each input wins: a file is done when that line
-says so, its input still has the size and mtime it had, and its output is still there;
-failed files are tried again. A file whose last line is ``started`` was being processed
-when the job died: if its output now exists and did not when it started, the worker
-finished it just before the parent could record it, so it is redone over that output.
+``failed``, or ``retried`` when its worker was lost and the job tries it again). On a
+re-run the last line of each input wins: a file is done when that line says so, its input
+still has the size and mtime it had, and its output is still there; failed files are
+tried again. A file whose last line is ``started`` was being processed when the job died:
+if its output now exists and did not when it started, the worker finished it just before
+the parent could record it, so it is redone over that output.
 A line cut short by a crash is ignored.
 While a job (or a serial run, ``facepriv.batch.serial``) runs it holds a lock on its
 manifest, so a second one on the same output_dir stops at once instead of redoing the
@@ -116,7 +117,7 @@ class Manifest:
         return self._write({
             "input": task.path, "name": task.name, "size": task.size, "mtime_ns": task.mtime_ns,
             "status": "started", "output": None, "output_existed": output_exists,
-            "started": _now(),
+            "attempt": task.attempt, "started": _now(),
         })
 
     def append(self, result: FileResult) -> dict[str, Any]:
@@ -129,7 +130,7 @@ class Manifest:
             "input": task.path, "name": task.name, "size": task.size, "mtime_ns": task.mtime_ns,
             "status": result.status, "output": output, "frames": result.frames,
             "faces": result.faces, "seconds": round(result.seconds, 3), "error": result.error,
-            "finished": _now(),
+            "attempt": task.attempt, "finished": _now(),
         })
 
     def _write(self, record: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,9 @@ KEPT_TYPES = ("model",)  # built once per worker: heavy to load, nothing kept fr
 KILL_ENV = "FACEPRIV_TEST_KILL_WORKER_ON"
 # Test-only: likewise, a worker hangs (sleeps) after the first frame of that file.
 STALL_ENV = "FACEPRIV_TEST_STALL_WORKER_ON"
+# Test-only: when set, those two act on the file's first attempt only, so tests can prove
+# that a file whose worker was lost is retried and done.
+FIRST_ATTEMPT_ENV = "FACEPRIV_TEST_FAULT_FIRST_ATTEMPT_ONLY"
 LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s[%(process)d]: %(message)s"
 
 
@@ -53,12 +56,14 @@ class FileTask:
     size: int
     mtime_ns: int
     overwrite: bool = False  # the job's own earlier output may be replaced
+    attempt: int = 1  # 2 and more: tried again after its worker was lost (engine.max_retries)
 
 
 @dataclass
 class FileResult:
     """How a file went: ``done``, ``failed`` or ``interrupted`` (stopped by the job's end);
-    ``started`` is the engines' notice that it goes to a worker now."""
+    ``started`` is the engines' notice that it goes to a worker now, ``retried`` the job's
+    record of an attempt whose worker was lost."""
 
     task: FileTask
     status: str
@@ -108,8 +113,9 @@ class FileWorker:
         file from a hung one.
         """
         started = time.perf_counter()
-        probe = _Probe(on_frames, kill=os.environ.get(KILL_ENV) == task.name,
-                       hang=os.environ.get(STALL_ENV) == task.name)
+        faulty = task.attempt == 1 or not os.environ.get(FIRST_ATTEMPT_ENV)  # test hooks only
+        probe = _Probe(on_frames, kill=faulty and os.environ.get(KILL_ENV) == task.name,
+                       hang=faulty and os.environ.get(STALL_ENV) == task.name)
         writers: list[Any] = []
         failed: list[str] = []
         error = None
