@@ -11,10 +11,11 @@ from facepriv.config import (
     RunConfig,
     engine_settings,
     load_run_config,
-    node_specs,
+    node_spec,
     parse_node_config,
     resolve_node_config,
 )
+from facepriv.custom_nodes import set_custom_nodes_dir
 from facepriv.errors import ConfigError, RunFailure
 from facepriv.node import AbstractNode, build_node, load_node_class
 from facepriv.runner import Pipeline, RunSummary, check_channel
@@ -40,7 +41,7 @@ def resolve_nodes(
             f"--node_config names {names}, which the run config does not use: "
             "check the node name or add the node to the config"
         )
-    specs = node_specs()
+    specs = {name: node_spec(name) for name, _ in run_config.nodes}
     check_channel(
         [(n, specs[n].inputs, specs[n].outputs) for n, _ in run_config.nodes], provided
     )
@@ -89,13 +90,16 @@ def run(
     workers: int | None = None,
     address: str | None = None,
     force: bool = False,
+    custom_nodes_dir: str | Path | None = None,
 ) -> RunSummary:
     """Run the pipeline a config file describes; raise RunFailure if inputs failed.
 
     ``engine``, ``workers`` and ``address`` override the run config's ``engine:``
     settings; with workers or the ray engine the files are spread over processes as a
     resumable job (``facepriv.batch``), and ``force`` redoes files already done.
+    ``custom_nodes_dir`` holds ``custom_nodes.<type>.<name>`` nodes (default: ``src/custom_nodes``).
     """
+    set_custom_nodes_dir(custom_nodes_dir)
     run_config = load_run_config(config_path)
     overrides = parse_node_config(node_config) if isinstance(node_config, str) else node_config
     chosen = {key: value for key, value in

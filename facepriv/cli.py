@@ -95,10 +95,14 @@ def cli() -> None:
 )
 @click.option("--address", default=None, help="Ray cluster to use with --engine ray: auto or ray://host:port.")
 @click.option("--force", is_flag=True, help="Redo every file of a job, even those its manifest shows done.")
+@click.option(
+    "--custom_nodes_dir", default=None, type=click.Path(file_okay=False),
+    help="Folder of custom nodes (<type>/<name>.py, configs/<type>/<name>.yml)  [default: src/custom_nodes].",
+)
 @_log_level_option("info")
 def run(
     config_path: str, node_config: str | None, num_iter: int | None, workers: int | None,
-    engine: str | None, address: str | None, force: bool, log_level: str,
+    engine: str | None, address: str | None, force: bool, custom_nodes_dir: str | None, log_level: str,
 ) -> None:
     """Run the pipeline described by a run config."""
     _setup_logging(log_level)
@@ -111,7 +115,7 @@ def run(
     from facepriv import api
 
     api.run(config_path, node_config=node_config, num_iter=num_iter, engine=engine, workers=workers,
-            address=address, force=force)
+            address=address, force=force, custom_nodes_dir=custom_nodes_dir)
 
 
 def _stop_like_ctrl_c(signum: int, frame: object) -> None:
@@ -221,7 +225,10 @@ def nodes(node_type: str | None) -> None:
 @cli.command()
 @_config_path_option("Where to write the starter run config.")
 def init(config_path: str) -> None:
-    """Write a starter run config (never overwrites an existing file)."""
+    """Write a starter run config (never overwrites an existing file) and make
+    src/custom_nodes/ for your own nodes (see create-node)."""
+    from facepriv.scaffold import make_custom_nodes_dir
+
     path = Path(config_path)
     if path.exists():
         raise ConfigError(
@@ -232,7 +239,40 @@ def init(config_path: str) -> None:
             handle.write(STARTER_CONFIG.format(name=path))
     except OSError as err:
         raise ConfigError(f"cannot write '{path}': {err.strerror}") from None
+    folder = make_custom_nodes_dir(Path.cwd())
     click.echo(f"wrote {path}: edit 'source', then run: facepriv run --config_path {path}")
+    click.echo(f"custom nodes go in {folder.relative_to(Path.cwd())}: see 'facepriv create-node'")
+
+
+def _checked(check: str):  # noqa: ANN202 - a click callback
+    """A click callback that validates with facepriv.custom_nodes.check_new_node, so a bad
+    prompt answer is asked again and a bad flag fails in one line."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        from facepriv.custom_nodes import check_new_node
+
+        try:
+            check_new_node(*((value, "x") if check == "type" else ("input", value)))
+        except ConfigError as err:
+            raise click.BadParameter(str(err)) from None
+        return value
+
+    return callback
+
+
+@cli.command(name="create-node")
+@click.option("--node_type", prompt="Node type (input, model, dabble, draw, output)",
+              callback=_checked("type"), help="input, model, dabble, draw or output.")
+@click.option("--node_name", prompt="Node name", callback=_checked("name"),
+              help="A Python identifier, e.g. count_faces.")
+def create_node(node_type: str, node_name: str) -> None:
+    """Write a pass-through custom node, its config and a test, as PeekingDuck's create-node
+    does (never overwrites); use it in a run config as custom_nodes.<type>.<name>."""
+    from facepriv.scaffold import create_node as write_node
+
+    for path in write_node(Path.cwd(), node_type, node_name):
+        click.echo(f"wrote {path.relative_to(Path.cwd())}")
+    click.echo(f"add '- custom_nodes.{node_type}.{node_name}' to a run config's nodes")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -69,7 +69,11 @@ def _default_of(rule: dict[str, Any]) -> Any:
 
 def _read_spec(path: Path) -> NodeSpec:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    name = f"{path.parent.name}.{path.stem}"
+    return spec_from_yaml(f"{path.parent.name}.{path.stem}", raw)
+
+
+def spec_from_yaml(name: str, raw: dict[str, Any]) -> NodeSpec:
+    """The spec a node's parsed YAML (typed ``keys:`` form) declares."""
     keys = raw.get("keys") or {}
     legacy_keys = {
         old: key for key, rule in keys.items() for old in rule.get("legacy_names", [])
@@ -96,10 +100,22 @@ def node_specs() -> dict[str, NodeSpec]:
     return specs
 
 
+def node_spec(name: str) -> NodeSpec:
+    """The spec of a built-in node or of a custom node (``custom_nodes.<type>.<name>``)."""
+    from facepriv.custom_nodes import custom_spec, is_custom
+
+    return custom_spec(name) if is_custom(name) else node_specs()[name]
+
+
 def resolve_node_name(name: str) -> str:
     """Map a legacy node name to today's, or fail naming close matches."""
+    from facepriv.custom_nodes import custom_spec, is_custom
+
     specs = node_specs()
     if name in specs:
+        return name
+    if is_custom(name):
+        custom_spec(name)  # fails naming where it looked
         return name
     for spec in specs.values():
         if name in spec.legacy_node_names:
@@ -228,7 +244,7 @@ def merge_settings(
 
 def resolve_node_config(name: str, *layers: dict[str, Any] | None) -> dict[str, Any]:
     """A node's final settings: its defaults with each layer laid on in turn."""
-    spec = node_specs()[name]
+    spec = node_spec(name)
     settings = spec.defaults()
     for layer in layers:
         if not layer:
@@ -324,7 +340,7 @@ def parse_run_config(data: Any, origin: str) -> RunConfig:
 
 def _rename_legacy_node_keys(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Legacy node keys (``input_source`` ...) become today's without a second warning."""
-    legacy = node_specs()[name].legacy_keys
+    legacy = node_spec(name).legacy_keys
     return {legacy.get(key, key): value for key, value in overrides.items()}
 
 

@@ -4,6 +4,10 @@ A node lives in ``facepriv/nodes/<type>/<name>.py`` as a class ``Node`` with a Y
 the same name beside it that declares its ``input``/``output`` data keys and its
 settings. ``Node(config, **overrides)`` merges and validates those settings, then
 ``run(inputs) -> outputs`` is called once per frame with the declared inputs.
+
+Custom nodes (``custom_nodes.<type>.<name>``, see :mod:`facepriv.custom_nodes`) subclass
+this class too; PeekingDuck's ``AbstractNode(config, node_path=__name__, **kwargs)`` call
+works unchanged.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import importlib
 import logging
 from typing import Any
 
-from facepriv.config import NodeSpec, node_specs, resolve_node_config, resolve_node_name
+from facepriv.config import NodeSpec, node_spec, resolve_node_config, resolve_node_name
+from facepriv.custom_nodes import PREFIX, is_custom, load_custom_class
 
 
 class AbstractNode:
@@ -20,11 +25,13 @@ class AbstractNode:
 
     spec: NodeSpec
 
-    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
-        module = type(self).__module__
-        node_type, name = module.split(".")[-2:]
-        self.node_name = f"{node_type}.{name}"
-        self.spec = node_specs()[self.node_name]
+    def __init__(
+        self, config: dict[str, Any] | None = None, node_path: str | None = None, **overrides: Any
+    ) -> None:
+        # PeekingDuck nodes pass node_path=__name__ (and pkd_base_dir, which means nothing here).
+        overrides.pop("pkd_base_dir", None)
+        self.node_name = node_name_of(node_path or type(self).__module__)
+        self.spec = node_spec(self.node_name)
         self.config = resolve_node_config(self.node_name, config, overrides)
         self.inputs: list[str] = list(self.spec.inputs)
         self.outputs: list[str] = list(self.spec.outputs)
@@ -52,9 +59,20 @@ class AbstractNode:
         interrupted or failed: writers then discard what they had not finished."""
 
 
+def node_name_of(module: str) -> str:
+    """A node's name from its module: ``facepriv.nodes.dabble.fps`` is ``dabble.fps``, a module
+    loaded from a custom folder, ``custom_nodes.dabble.count_faces``, keeps its full name."""
+    parts = module.split(".")
+    if PREFIX in parts[:-2]:
+        return ".".join(parts[parts.index(PREFIX):][:3])
+    return ".".join(parts[-2:])
+
+
 def load_node_class(name: str) -> type[AbstractNode]:
-    """Import ``facepriv.nodes.<type>.<name>`` and return its ``Node`` class."""
+    """Import ``facepriv.nodes.<type>.<name>`` (or a custom node) and return its ``Node`` class."""
     canonical = resolve_node_name(name)
+    if is_custom(canonical):
+        return load_custom_class(canonical)
     module = importlib.import_module(f"facepriv.nodes.{canonical}")
     return module.Node
 

@@ -21,6 +21,7 @@ from facepriv.api import resolve_nodes
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
 from facepriv.batch.worker import INPUT_NODE, WRITER_NODE, FileResult, FileTask, JobSpec
 from facepriv.config import RunConfig, brief
+from facepriv.custom_nodes import shared_custom_nodes_dir
 from facepriv.errors import ConfigError, MediaError
 from facepriv.outputs import ensure_writable_dir, remove_temp_files
 from facepriv.runner import RunSummary
@@ -65,7 +66,7 @@ def run_job(
         progress = _Progress(manifest, finals, engine["max_retries"])
         tasks = _plan(pairs, finals, manifest, force, progress)
         spec = JobSpec(_worker_settings(settings, run_config, node_config, output_dir), os.getcwd(),
-                       logging.getLogger("facepriv").getEffectiveLevel())
+                       logging.getLogger("facepriv").getEffectiveLevel(), shared_custom_nodes_dir())
         if engine["name"] == "ray":
             where = f"Ray ({engine['address'] or 'this machine'})"
         else:

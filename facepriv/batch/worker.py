@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from facepriv import media
+from facepriv.custom_nodes import set_custom_nodes_dir
 from facepriv.errors import FaceprivError
 from facepriv.node import AbstractNode, build_node, load_node_class
 from facepriv.runner import Pipeline
@@ -45,6 +46,7 @@ class JobSpec:
     nodes: list[tuple[str, dict[str, Any]]]  # (node name, final settings), in order
     cwd: str  # relative paths in settings (weights folders) resolve from here
     log_level: int
+    custom_nodes_dir: str | None = None  # where custom_nodes.<type>.<name> are imported from
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class FileWorker:
     def __init__(self, spec: JobSpec) -> None:
         if os.path.isdir(spec.cwd):
             os.chdir(spec.cwd)
+        set_custom_nodes_dir(spec.custom_nodes_dir)
         media.hide_progress_bars()
         self._spec = spec
         self._kept: dict[int, AbstractNode] = {}
