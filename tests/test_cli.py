@@ -120,7 +120,7 @@ with open({report!r}, "w") as handle:
 @pytest.mark.parametrize(
     "argv",
     [["--help"], ["--version"], ["run", "--help"], ["nodes"], ["nodes", "model"], ["init"],
-     ["init", "--config_path", "other.yml"]],
+     ["init", "--config_path", "other.yml"], ["create-node", "--node_type", "dabble", "--node_name", "n"]],
     ids=lambda argv: " ".join(argv),
 )
 def test_light_commands_do_not_import_tensorflow_or_cv2(tmp_path, argv):
