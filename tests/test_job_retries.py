@@ -3,7 +3,6 @@ engine.max_retries times, and never retry a damaged file. Every attempt is a man
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -11,14 +10,16 @@ from pathlib import Path
 import pytest
 from test_scale_out import (
     ENGINES,
+    FAULT_ARGS,
     assert_each_done_once,
     digests,
     make_small_job,
     manifest_lines,
+    with_fault,
     write_config,
 )
 
-from facepriv.batch.worker import FIRST_ATTEMPT_ENV, KILL_ENV, STALL_ENV
+from facepriv.custom_nodes import set_custom_nodes_dir
 
 from conftest import error_lines, run_cli
 
@@ -59,8 +60,8 @@ def with_engine(config: Path, **settings: object) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_worker_killed_mid_clip_is_replaced_and_the_clip_retried(small_job, tmp_path, engine):
     source, config, output = small_job
-    env = {**os.environ, KILL_ENV: VICTIM, FIRST_ATTEMPT_ENV: "1"}  # SIGKILL after its first frame, once
-    result = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path, env=env)
+    with_fault(config, kill_on=VICTIM, once_marker_dir=tmp_path / "once")  # SIGKILL after frame 1, once
+    result = run_cli("run", "--config_path", str(config), *engine, *FAULT_ARGS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert_each_done_once(output, source)
     assert digests(output) == serial_outputs(source, tmp_path)
@@ -74,8 +75,8 @@ def test_a_worker_killed_mid_clip_is_replaced_and_the_clip_retried(small_job, tm
 def test_a_hung_worker_is_stopped_and_its_file_retried(small_job, tmp_path):
     source, config, output = small_job
     with_engine(config, stall_seconds=10)  # not 3: a loaded box can flush an encoder for 3 s
-    env = {**os.environ, STALL_ENV: VICTIM, FIRST_ATTEMPT_ENV: "1"}
-    result = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path, env=env)
+    with_fault(config, hang_on=VICTIM, once_marker_dir=tmp_path / "once")
+    result = run_cli("run", "--config_path", str(config), "--workers", "2", *FAULT_ARGS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert_each_done_once(output, source)
     assert attempts(output, VICTIM) == [("started", 1), ("retried", 1), ("started", 2), ("done", 2)]
@@ -86,8 +87,8 @@ def test_a_hung_worker_is_stopped_and_its_file_retried(small_job, tmp_path):
 def test_a_file_that_kills_every_worker_fails_after_max_retries(small_job, tmp_path):
     source, config, output = small_job
     with_engine(config, max_retries=1)
-    env = {**os.environ, KILL_ENV: VICTIM}  # every attempt
-    result = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path, env=env)
+    with_fault(config, kill_on=VICTIM)  # every attempt
+    result = run_cli("run", "--config_path", str(config), "--workers", "2", *FAULT_ARGS, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert error_lines(result.stderr)[-1].startswith("error: 1 input(s) could not be processed")
     assert attempts(output, VICTIM) == [("started", 1), ("retried", 1), ("started", 2), ("failed", 2)]
@@ -142,15 +143,12 @@ def test_each_attempt_is_recorded_and_the_bar_shows_retries(tmp_path, monkeypatc
 
 
 @pytest.fixture()
-def ray_cluster(monkeypatch):
+def ray_cluster():
     """A Ray cluster in this process: a head without CPUs (only the driver connects there),
-    so actors run on the worker nodes the test adds and removes. The victim clip hangs on
-    its first attempt (the raylets, and so their workers, inherit this environment)."""
+    so actors run on the worker nodes the test adds and removes."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     from ray.cluster_utils import Cluster
 
-    monkeypatch.setenv(STALL_ENV, VICTIM)
-    monkeypatch.setenv(FIRST_ATTEMPT_ENV, "1")
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "object_store_memory": NODE_MEMORY, "include_dashboard": False})
     try:
@@ -158,6 +156,7 @@ def ray_cluster(monkeypatch):
     finally:
         ray.shutdown()
         cluster.shutdown()
+        set_custom_nodes_dir(None)  # api.run chose tests/custom_nodes in this process
 
 
 def start_job(ray, cluster, config: Path) -> tuple[threading.Thread, list[BaseException]]:
@@ -169,7 +168,7 @@ def start_job(ray, cluster, config: Path) -> tuple[threading.Thread, list[BaseEx
 
     def job() -> None:
         try:
-            api.run(config, engine="ray", workers=2)
+            api.run(config, engine="ray", workers=2, custom_nodes_dir=FAULT_ARGS[1])
         except BaseException as err:  # noqa: BLE001 - the test reports it
             errors.append(err)
 
@@ -191,6 +190,7 @@ def test_a_lost_ray_node_is_replaced_and_its_file_retried(small_job, tmp_path, r
     ray, cluster = ray_cluster
     source, config, output = small_job
     serial = serial_outputs(source, tmp_path)
+    with_fault(config, hang_on=VICTIM, once_marker_dir=tmp_path / "once")  # hangs on its first attempt
     doomed = cluster.add_node(num_cpus=1, object_store_memory=NODE_MEMORY)
     thread, errors = start_job(ray, cluster, config)
     wait_until_started(output, VICTIM, thread)  # on the doomed node: the only one with a CPU
@@ -205,14 +205,13 @@ def test_a_lost_ray_node_is_replaced_and_its_file_retried(small_job, tmp_path, r
 
 
 @pytest.mark.slow
-def test_a_job_whose_last_ray_node_is_lost_ends_with_one_line(small_job, tmp_path, ray_cluster,
-                                                                monkeypatch):
+def test_a_job_whose_last_ray_node_is_lost_ends_with_one_line(small_job, tmp_path, ray_cluster):
     from facepriv.errors import FaceprivError
 
     ray, cluster = ray_cluster
     source, config, output = small_job
     # The victim hangs on every attempt here; retries enough that it is never spent.
-    monkeypatch.delenv(FIRST_ATTEMPT_ENV)
+    with_fault(config, hang_on=VICTIM)
     with_engine(config, stall_seconds=20, max_retries=20)
     doomed = cluster.add_node(num_cpus=1, object_store_memory=NODE_MEMORY)
     thread, errors = start_job(ray, cluster, config)

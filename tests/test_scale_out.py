@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest
-from facepriv.batch.worker import KILL_ENV, STALL_ENV, FileResult, FileTask
+from facepriv.batch.worker import FileResult, FileTask
 
 from conftest import error_lines, run_cli
 
@@ -29,6 +29,10 @@ ENGINES = [
         importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")),
 ]
 ANONYMIZE = "- model.mtcnn\n- draw.mosaic_bbox\n"
+# The test fault node (kills or hangs the worker on a chosen file) lives in this folder,
+# passed to jobs with FAULT_ARGS: facepriv itself has no test hook.
+CUSTOM_NODES = Path(__file__).parent / "custom_nodes"
+FAULT_ARGS = ("--custom_nodes_dir", str(CUSTOM_NODES))
 
 
 def make_source(root: Path, faces_dir: Path, videos_dir: Path, photos: int) -> Path:
@@ -51,6 +55,15 @@ def write_config(path: Path, source: Path, output: Path, middle: str = "", engin
         f"- output.media_writer:\n    output_dir: {output}\n{engine}"
     )
     return path
+
+
+def with_fault(config: Path, **settings: object) -> None:
+    """Put custom_nodes.dabble.fault (tests/custom_nodes) in ``config``, just before its
+    writer, so it runs on every frame of every file."""
+    lines = "".join(f"    {key}: {json.dumps(str(value))}\n" for key, value in settings.items())
+    writer = "- output.media_writer:"
+    assert config.read_text().count(writer) == 1
+    config.write_text(config.read_text().replace(writer, f"- custom_nodes.dabble.fault:\n{lines}{writer}"))
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -209,8 +222,9 @@ def test_a_killed_worker_loses_only_its_file(small_job, tmp_path, engine):
     """Without retries (tests/test_job_retries.py has them) the file fails alone."""
     source, config, output = small_job
     config.write_text(config.read_text() + "engine:\n  max_retries: 0\n")
-    env = {**os.environ, KILL_ENV: "clips/egoblur_gen2_test_face_video.mp4"}
-    result = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path, env=env)
+    # SIGKILL after the clip's first frame; only the first time, so the rerun completes it
+    with_fault(config, kill_on="clips/egoblur_gen2_test_face_video.mp4", once_marker_dir=tmp_path / "once")
+    result = run_cli("run", "--config_path", str(config), *engine, *FAULT_ARGS, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     lines = {line["name"]: line for line in assert_consistent(output, source)}
     killed = lines.pop("clips/egoblur_gen2_test_face_video.mp4")
@@ -219,7 +233,7 @@ def test_a_killed_worker_loses_only_its_file(small_job, tmp_path, engine):
     assert "attempt 1 of 1" in killed["error"] and killed["attempt"] == 1
     assert len(lines) == 4 and all(line["status"] == "done" for line in lines.values())
 
-    rerun = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path)
+    rerun = run_cli("run", "--config_path", str(config), *engine, *FAULT_ARGS, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert_each_done_once(output, source)
 
@@ -232,8 +246,9 @@ def test_a_hung_worker_is_stopped_and_loses_only_its_file(small_job, tmp_path, e
     # without a tick, which must not count as a hang
     config.write_text(config.read_text() + "engine:\n  stall_seconds: 10\n  max_retries: 0\n")
     hung_name = "clips/egoblur_gen2_test_face_video.mp4"
-    env = {**os.environ, STALL_ENV: hung_name}  # that file's worker sleeps after one frame
-    result = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path, env=env)
+    # that file's worker sleeps after one frame; only the first time, so the rerun completes it
+    with_fault(config, hang_on=hung_name, once_marker_dir=tmp_path / "once")
+    result = run_cli("run", "--config_path", str(config), *engine, *FAULT_ARGS, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert "showed no progress for 10 s" in result.stderr
     lines = {line["name"]: line for line in assert_consistent(output, source)}
@@ -241,7 +256,7 @@ def test_a_hung_worker_is_stopped_and_loses_only_its_file(small_job, tmp_path, e
     assert hung["status"] == "failed" and "10 s without progress" in hung["error"], hung
     assert len(lines) == 4 and all(line["status"] == "done" for line in lines.values())
 
-    rerun = run_cli("run", "--config_path", str(config), *engine, cwd=tmp_path)
+    rerun = run_cli("run", "--config_path", str(config), *engine, *FAULT_ARGS, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert_each_done_once(output, source)
 

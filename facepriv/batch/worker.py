@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +27,6 @@ from facepriv.runner import Pipeline
 INPUT_NODE = "input.visual"
 WRITER_NODE = "output.media_writer"
 KEPT_TYPES = ("model",)  # built once per worker: heavy to load, nothing kept from file to file
-# Test-only: a worker kills itself (SIGKILL) after the first frame of the file whose output
-# name equals this variable, so tests can prove a crash loses only that file.
-KILL_ENV = "FACEPRIV_TEST_KILL_WORKER_ON"
-# Test-only: likewise, a worker hangs (sleeps) after the first frame of that file.
-STALL_ENV = "FACEPRIV_TEST_STALL_WORKER_ON"
-# Test-only: when set, those two act on the file's first attempt only, so tests can prove
-# that a file whose worker was lost is retried and done.
-FIRST_ATTEMPT_ENV = "FACEPRIV_TEST_FAULT_FIRST_ATTEMPT_ONLY"
 LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s[%(process)d]: %(message)s"
 
 
@@ -116,9 +107,7 @@ class FileWorker:
         file from a hung one.
         """
         started = time.perf_counter()
-        faulty = task.attempt == 1 or not os.environ.get(FIRST_ATTEMPT_ENV)  # test hooks only
-        probe = _Probe(on_frames, kill=faulty and os.environ.get(KILL_ENV) == task.name,
-                       hang=faulty and os.environ.get(STALL_ENV) == task.name)
+        probe = _Probe(on_frames)
         writers: list[Any] = []
         failed: list[str] = []
         error = None
@@ -210,13 +199,11 @@ class _Probe:
     inputs = ["all", "pipeline_end"]
     outputs: list[str] = []
 
-    def __init__(self, on_frames: Callable[[int], None] | None, kill: bool, hang: bool = False) -> None:
+    def __init__(self, on_frames: Callable[[int], None] | None) -> None:
         self.failed_items: list[str] = []
         self.frames = 0
         self.faces = 0
         self._on_frames = on_frames
-        self._kill = kill
-        self._hang = hang
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
         if inputs.get("pipeline_end"):
@@ -225,10 +212,6 @@ class _Probe:
         self.faces += len(inputs.get("bboxes", ()))
         if self._on_frames is not None:
             self._on_frames(self.frames)
-        if self._kill:  # test-only (KILL_ENV): a real crash in the middle of a file
-            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
-        if self._hang:  # test-only (STALL_ENV): a file that never finishes
-            time.sleep(3600)
         return {}
 
     def release(self, completed: bool = True) -> None:
