@@ -299,5 +299,6 @@ def test_main_job_on_pan_dev_hides_every_face_without_stray_masks(videos_dir):
     video = evaluate_videos(main_job, [str(clip)], annotations=[str(clip.with_suffix(".json"))])["videos"][0]
     assert video["frames"] == 480 and video["faces"] == 1514
     assert video["leak_rate"] <= 0.5 and video["flicker_leaks"] == 0
-    # before camera motion, cuts and confirmation: collateral 12.0 %, spurious 9.5 %
-    assert video["collateral"] <= 4.0 and video["spurious"] <= 1.5
+    # before camera motion, cuts and confirmation: collateral 12.0 %, spurious 9.5 %; now 2.8
+    # and 0.47 % (issue 14 asks for 4 and 0.5 %), with room for another CPU's float rounding
+    assert video["collateral"] <= 3.5 and video["spurious"] <= 0.6
