@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from facepriv.geometry import grow_boxes
+from facepriv.masking import pixel_regions
 
 WORK_WIDTH = 320  # the frame is looked at this wide: enough for the camera's motion, ~2 ms a frame
 MAX_CORNERS = 160
@@ -53,9 +54,6 @@ class CameraMotion:
         self._grey: np.ndarray | None = None
         self._corners: np.ndarray | None = None
         self._thumbnail: np.ndarray | None = None
-
-    def reset(self) -> None:
-        self._grey = self._corners = self._thumbnail = None
 
     def update(self, image: np.ndarray) -> MotionStep:
         """How the picture moved since the last frame; call ``avoid`` next."""
@@ -127,8 +125,8 @@ def _background(shape: tuple[int, ...], faces: np.ndarray | None) -> np.ndarray 
         return None
     height, width = shape[:2]
     mask = np.full((height, width), 255, dtype=np.uint8)
-    for x1, y1, x2, y2 in grow_boxes(faces, FACE_MARGIN) * [width, height, width, height]:
-        mask[max(int(y1), 0):max(int(np.ceil(y2)), 0), max(int(x1), 0):max(int(np.ceil(x2)), 0)] = 0
+    for x1, y1, x2, y2 in pixel_regions(grow_boxes(faces, FACE_MARGIN), width, height):
+        mask[y1:y2, x1:x2] = 0
     return mask
 
 

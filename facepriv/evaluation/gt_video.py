@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from facepriv.errors import ConfigError
-from facepriv.evaluation.metrics import SIZE_BUCKETS, collateral_pixels, face_similarity, is_leak, size_bucket
+from facepriv.evaluation.metrics import (
+    SIZE_BUCKETS,
+    changed_pixels,
+    collateral_pixels,
+    face_similarity,
+    is_leak,
+    size_bucket,
+)
 from facepriv.geometry import grow_boxes
 
 SPURIOUS_REACH = 1.6  # ground-truth boxes grown this much around their centre count as "near a face"
@@ -107,9 +114,10 @@ class GroundTruthCheck:
                     worst = (similarity, box)
         self.track_states.append(states)
         protected = np.vstack([faces, ignore])
-        changed, total = collateral_pixels(original, output, protected)
-        grown = grow_boxes(protected, SPURIOUS_REACH)
-        far_changed, far_total = collateral_pixels(original, output, grown)
+        moved = changed_pixels(original, output)  # compared once, counted twice
+        changed, total = collateral_pixels(original, output, protected, moved)
+        near_faces = grow_boxes(protected, SPURIOUS_REACH)
+        far_changed, far_total = collateral_pixels(original, output, near_faces, moved)
         self.collateral[0] += changed
         self.collateral[1] += total
         self.spurious[0] += far_changed

@@ -132,10 +132,21 @@ def face_similarity(before: np.ndarray, after: np.ndarray | None, box: np.ndarra
     return ssim(crop_before, crop_after)
 
 
+def changed_pixels(before: np.ndarray, after: np.ndarray | None) -> np.ndarray | None:
+    """Where the grey value moved by more than the collateral levels (None: no comparable output)."""
+    if after is None or after.shape != before.shape:
+        return None
+    grey_before = cv2.cvtColor(before, cv2.COLOR_BGR2GRAY).astype(np.int16)
+    grey_after = cv2.cvtColor(after, cv2.COLOR_BGR2GRAY).astype(np.int16)
+    return np.abs(grey_after - grey_before) > COLLATERAL_LEVELS
+
+
 def collateral_pixels(
-    before: np.ndarray, after: np.ndarray | None, protected: np.ndarray
+    before: np.ndarray, after: np.ndarray | None, protected: np.ndarray,
+    changed: np.ndarray | None = None,
 ) -> tuple[int, int]:
-    """(changed, total) non-face pixels; ``protected`` boxes (faces, ignore) are left out."""
+    """(changed, total) non-face pixels; ``protected`` boxes (faces, ignore) are left out.
+    ``changed`` (from ``changed_pixels``) saves comparing the frames again."""
     height, width = before.shape[:2]
     outside = np.ones((height, width), dtype=bool)
     for box in np.asarray(protected, dtype=np.float64).reshape(-1, 4):
@@ -143,9 +154,8 @@ def collateral_pixels(
         x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
         outside[y1:y2, x1:x2] = False
     total = int(outside.sum())
-    if after is None or after.shape != before.shape:
+    if changed is None:
+        changed = changed_pixels(before, after)
+    if changed is None:
         return 0, total
-    grey_before = cv2.cvtColor(before, cv2.COLOR_BGR2GRAY).astype(np.int16)
-    grey_after = cv2.cvtColor(after, cv2.COLOR_BGR2GRAY).astype(np.int16)
-    changed = (np.abs(grey_after - grey_before) > COLLATERAL_LEVELS) & outside
-    return int(changed.sum()), total
+    return int((changed & outside).sum()), total
