@@ -1,7 +1,13 @@
-"""What every face-detector node shares: the data keys it fills and its failure rule.
+"""What every face-detector node shares: the data keys it fills, its failure rule and
+key-frame detection.
 
 A detector error on a frame must never let that frame out unmasked, so when
 ``detect`` raises, the node logs it and reports one box covering the whole frame.
+
+With a ``detect_every`` setting above 1, video frames are detected on key frames in a
+background thread and the frames between are decided from them (``facepriv.keyframes``);
+the node then holds frames and hands them on in order through the runner's
+hold/``pending`` protocol, so it needs the whole data pool (``all`` in its inputs).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from facepriv.keyframes import Detections, KeyFrameDetector
 from facepriv.node import AbstractNode
 
 FULL_FRAME = np.array([[0.0, 0.0, 1.0, 1.0]], dtype=np.float32)
@@ -23,23 +30,76 @@ class FaceDetectorNode(AbstractNode):
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.frames_failed = 0
+        every = int(getattr(self, "detect_every", 1) or 1)
+        self._keyframes: KeyFrameDetector | None = None
+        if every > 1:
+            self._keyframes = KeyFrameDetector(self._detect_safely, every, self.keyframe_iou)
+        self._end: dict[str, Any] | None = None
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (N x 4 pixel boxes x1, y1, x2, y2; N scores) for one BGR frame."""
         raise NotImplementedError
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        image = inputs["img"]
+    def detect_frame(self, image_bgr: np.ndarray, pool: dict[str, Any]) -> Detections:
+        """``detect`` for a frame of the data pool: a node may read more of it (frame_info)."""
+        return self.detect(image_bgr)
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if self._keyframes is None:
+            if inputs.get("pipeline_end"):
+                return {}
+            return self._outputs(inputs["img"], self._detect_safely(inputs["img"], inputs))
+        if not inputs:  # the runner asks for a waiting frame
+            return self._hand_on()
+        if inputs.get("pipeline_end"):
+            self._keyframes.end_chain()
+            if not len(self._keyframes):
+                return {}
+            self._end = dict(inputs)
+            return None
+        info = inputs.get("frame_info")
+        file = info.item if info is not None and info.item.kind == "video" else None
+        self._keyframes.add(dict(inputs), file)
+        return self._hand_on()
+
+    def pending(self) -> bool:
+        if self._keyframes is None:
+            return False
+        return self._end is not None or self._keyframes.ready()
+
+    def release(self, completed: bool = True) -> None:
+        if self._keyframes is not None:
+            self._keyframes.close()
+        self._end = None
+
+    def _hand_on(self) -> dict[str, Any] | None:
+        assert self._keyframes is not None
+        decided = self._keyframes.pop(wait=self._end is not None or self._keyframes.full())
+        if decided is None:
+            if self._end is not None and not len(self._keyframes):
+                end, self._end = self._end, None
+                return end
+            return None
+        pool, detections = decided
+        pool.update(self._outputs(pool["img"], detections))
+        return pool
+
+    def _detect_safely(self, image: np.ndarray, pool: dict[str, Any]) -> Detections:
         try:
-            boxes, scores = self.detect(image)
-            bboxes = normalise_boxes(boxes, image.shape[1], image.shape[0])
+            boxes, scores = self.detect_frame(image, pool)
+            return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32)
         except Exception as err:  # noqa: BLE001 - privacy first: hide the whole frame
             self.frames_failed += 1
             self.logger.error(
                 "face detection failed on a frame (%s: %s): masking the whole frame",
                 type(err).__name__, err,
             )
-            bboxes, scores = FULL_FRAME.copy(), np.ones(1, dtype=np.float32)
+            height, width = np.asarray(image).shape[:2]
+            return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32)
+
+    def _outputs(self, image: np.ndarray, detections: Detections) -> dict[str, Any]:
+        boxes, scores = detections
+        bboxes = normalise_boxes(boxes, image.shape[1], image.shape[0])
         return {
             "bboxes": bboxes,
             "bbox_labels": np.array([self.label] * len(bboxes)),

@@ -36,28 +36,33 @@ class Node(FaceDetectorNode):
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.model = CenterFace(weights_dir=self.weights_parent_dir, backend=self.backend)
-        self._long_side: int | None = self.detect_resolution or None
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        info = inputs.get("frame_info")
+    def detect_frame(self, image_bgr: np.ndarray, pool: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Photos at ``photo_detect_resolution``, everything else at ``detect_resolution``."""
+        info = pool.get("frame_info")
         is_photo = info is not None and info.item.kind == "image"
-        self._long_side = (self.photo_detect_resolution if is_photo else self.detect_resolution) or None
-        return super().run(inputs)
-
-    def long_side_for(self, image: np.ndarray) -> int | None:
-        """The long side the network sees ``image`` at: the resolution setting, raised so
-        the image is never shrunk more than ``max_downscale`` times (None: full size)."""
-        if self._long_side is None or not self.max_downscale:
-            return self._long_side
-        return max(self._long_side, math.ceil(max(image.shape[:2]) / self.max_downscale))
+        return self._detect(image_bgr, photo=is_photo)
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel boxes and scores of the faces scoring at least ``score_threshold``."""
+        """Pixel boxes and scores of the faces scoring at least ``score_threshold`` (at the
+        video resolution)."""
+        return self._detect(image_bgr, photo=False)
+
+    def long_side_for(self, image: np.ndarray, photo: bool = False) -> int | None:
+        """The long side the network sees ``image`` at: the resolution setting (for a photo
+        or not), raised so the image is never shrunk more than ``max_downscale`` times
+        (None: full size)."""
+        resolution = self.photo_detect_resolution if photo else self.detect_resolution
+        if not resolution or not self.max_downscale:
+            return resolution or None
+        return max(resolution, math.ceil(max(image.shape[:2]) / self.max_downscale))
+
+    def _detect(self, image_bgr: np.ndarray, photo: bool) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self.model.detect(
             image_bgr,
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
-            long_side=self.long_side_for(image_bgr),
+            long_side=self.long_side_for(image_bgr, photo),
         )
         if self.min_size:
             sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])

@@ -1,0 +1,229 @@
+"""Key-frame detection: run the face detector on some video frames and decide the rest.
+
+Detection is most of a run's time, yet consecutive frames mostly hold the same faces in
+nearly the same places. With ``detect_every`` n > 1, a video's frames wait in a queue
+while a background thread detects every n-th one (and the first and last of each file,
+and both sides of every abrupt change of picture, such as a cut). Between two detected
+frames the faces are decided by comparing their detections:
+
+* **they agree** (every face of one matches a face of the other, overlapping by at least
+  ``min_iou``): the frames between get each face's box moved linearly from one to the
+  other, with the lower of its two scores;
+* **they disagree** (a face appeared, vanished or moved more than that): the frame
+  halfway between is detected too, and both halves are decided the same way, down to
+  detecting every frame of a stretch where faces come and go.
+
+So a face that is on screen at any detected frame is found on every frame between it and
+the next detected frame that agrees, and a face must come and go entirely between two
+agreeing detected frames, fewer than n frames apart, to be missed. The detector thread
+runs while the main thread decodes, tracks, draws and encodes: on two cores, detection
+overlaps the rest of the run. Frames leave in order; photos and live frames are detected
+each on its own (a live frame cannot wait for later ones).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facepriv.geometry import iou_matrix
+
+Detections = tuple[np.ndarray, np.ndarray]  # (N x 4 pixel boxes, N scores)
+THUMBNAIL = (32, 18)
+# Thumbnails of consecutive frames of one shot correlate at 0.6 or more, across a cut at
+# 0.38 or less (camera_motion.py's calibration): below this the picture changed abruptly,
+# and both frames are detected.
+ABRUPT_CHANGE = 0.6
+
+
+@dataclass
+class _Frame:
+    pool: dict[str, Any]
+    chain: object | None  # frames of one video file share it; None: decided on its own
+    job: Future[Detections] | None = None
+    result: Detections | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.result is not None
+
+    @property
+    def detected(self) -> bool:
+        return self.job is not None
+
+
+class KeyFrameDetector:
+    """Frames in, frames out in the same order, each with its face boxes decided.
+
+    ``detect(image, pool)`` returns pixel boxes and scores and handles its own errors; it
+    runs on one background thread. Should it raise all the same, the frame is taken to be
+    all face (a box over the whole frame), for privacy.
+    """
+
+    def __init__(
+        self,
+        detect: Callable[[np.ndarray, dict[str, Any]], Detections],
+        every: int,
+        min_iou: float,
+    ) -> None:
+        self._detect = detect
+        self.every, self.min_iou = every, min_iou
+        self.max_waiting = 3 * every + 2  # the next key frame is detected while a stretch is decided
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepriv-detect")
+        self._frames: deque[_Frame] = deque()
+        self._chain: object | None = None
+        self._anchor: _Frame | None = None  # the last detected frame handed on
+        self._since_key = 0
+        self._thumbnail: np.ndarray | None = None
+        self.frames_detected = 0
+
+    # ------------------------------------------------------------------ frames in
+    def add(self, pool: dict[str, Any], chain: object | None) -> None:
+        """Queue a frame; ``chain`` identifies its video file (None: decide it on its own)."""
+        if chain is None or chain is not self._chain:
+            self.end_chain()
+        frame = _Frame(pool, chain)
+        thumbnail = _thumbnail(pool["img"])
+        if chain is None or chain is not self._chain or self._since_key + 1 >= self.every:
+            self._submit(frame)
+            self._since_key = 0
+        elif _correlation(thumbnail, self._thumbnail) < ABRUPT_CHANGE:
+            if self._frames and not self._frames[-1].detected:
+                self._submit(self._frames[-1])
+            self._submit(frame)
+            self._since_key = 0
+        else:
+            self._since_key += 1
+        self._chain, self._thumbnail = chain, thumbnail
+        self._frames.append(frame)
+
+    def end_chain(self) -> None:
+        """The current file ended: its last frame is detected, so its last stretch is decided."""
+        if self._frames and not self._frames[-1].detected:
+            self._submit(self._frames[-1])
+        self._chain = None
+
+    # ------------------------------------------------------------------ frames out
+    def ready(self) -> bool:
+        self._decide()
+        return bool(self._frames) and self._frames[0].decided
+
+    def full(self) -> bool:
+        return len(self._frames) >= self.max_waiting
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def pop(self, wait: bool) -> tuple[dict[str, Any], Detections] | None:
+        """The oldest frame and its faces once decided; with ``wait``, waits for them."""
+        while not self.ready():
+            if not wait or not self._frames:
+                return None
+            if not self._wait_for_oldest_job():  # the newest frames wait for a key frame
+                self._submit(self._frames[-1])
+        frame = self._frames.popleft()
+        if frame.detected:
+            self._anchor = frame
+        assert frame.result is not None
+        return frame.pool, frame.result
+
+    def close(self) -> None:
+        self._frames.clear()
+        self._anchor = None
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ deciding
+    def _submit(self, frame: _Frame) -> None:
+        frame.job = self._executor.submit(self._detect, frame.pool["img"], frame.pool)
+        self.frames_detected += 1
+
+    def _collect(self, frame: _Frame) -> bool:
+        """Whether the frame's detection is in (moving it to ``result``)."""
+        if frame.result is None and frame.job is not None and frame.job.done():
+            if frame.job.exception() is None:
+                frame.result = frame.job.result()
+            else:
+                height, width = np.asarray(frame.pool["img"]).shape[:2]
+                frame.result = (np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32))
+        return frame.result is not None and frame.job is not None
+
+    def _wait_for_oldest_job(self) -> bool:
+        """Wait for the oldest detection still running; False when none is."""
+        for frame in self._frames:
+            if frame.job is not None and not frame.job.done():
+                try:
+                    frame.job.result()
+                except Exception:  # noqa: BLE001, S110 - _collect masks the frame
+                    pass
+                return True
+        return False
+
+    def _decide(self) -> None:
+        """Decide the stretches between consecutive detected frames whose results are in.
+
+        Indices are positions in the queue; the frame handed on last, if it was detected,
+        sits at -1, since the frames after it may still wait for the next detection."""
+        start, start_index = self._anchor, -1
+        for index, frame in enumerate(self._frames):
+            if frame.job is None:
+                continue
+            if not self._collect(frame):
+                return  # frames are decided oldest first; this one is still being detected
+            if start is not None and index - start_index > 1 and start.chain is frame.chain:
+                self._decide_between(start, start_index, index)
+            start, start_index = frame, index
+
+    def _decide_between(self, first: _Frame, start: int, end: int) -> None:
+        last = self._frames[end]
+        assert first.result is not None and last.result is not None
+        if self._frames[end - 1].decided:
+            return  # decided on an earlier call
+        pairs = matched_faces(first.result[0], last.result[0], self.min_iou)
+        if pairs is None:
+            self._submit(self._frames[(start + end) // 2])
+            return
+        (boxes_a, scores_a), (boxes_b, scores_b) = first.result, last.result
+        rows_a, rows_b = [a for a, _ in pairs], [b for _, b in pairs]
+        scores = np.minimum(scores_a[rows_a], scores_b[rows_b]).astype(np.float32)
+        for index in range(start + 1, end):
+            share = (index - start) / (end - start)
+            boxes = (1 - share) * boxes_a[rows_a] + share * boxes_b[rows_b]
+            self._frames[index].result = (boxes.astype(np.float32).reshape(-1, 4), scores)
+
+
+def matched_faces(boxes_a: np.ndarray, boxes_b: np.ndarray, min_iou: float) -> list[tuple[int, int]] | None:
+    """Pairs (row in a, row in b) matching every box of both sides one to one at ``min_iou``
+    or more (greedily, best overlap first), or None when some box is left without a match."""
+    if len(boxes_a) != len(boxes_b):
+        return None
+    if len(boxes_a) == 0:
+        return []
+    overlap = iou_matrix(boxes_a, boxes_b)
+    pairs: list[tuple[int, int]] = []
+    for _ in range(len(boxes_a)):
+        row, col = np.unravel_index(int(np.argmax(overlap)), overlap.shape)
+        if overlap[row, col] < min_iou:
+            return None
+        pairs.append((int(row), int(col)))
+        overlap[row, :] = -1.0
+        overlap[:, col] = -1.0
+    return pairs
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    small = cv2.resize(np.asarray(image), THUMBNAIL, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return small.reshape(-1, small.shape[2]).mean(axis=1) if small.ndim == 3 else small.ravel()
+
+
+def _correlation(a: np.ndarray, b: np.ndarray | None) -> float:
+    if b is None:
+        return 1.0
+    a, b = a - a.mean(), b - b.mean()
+    spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / spread) if spread > 1e-6 else 1.0

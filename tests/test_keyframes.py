@@ -1,0 +1,114 @@
+"""Key-frame detection (model.centerface detect_every): frames between detected frames are
+decided from them, and detected again where they disagree. Real frames of the sample."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facepriv.keyframes import _correlation, _thumbnail, matched_faces
+from facepriv.nodes.model.centerface import Node
+from facepriv.runner import Pipeline
+
+from pipeline_probes import Collect, Frames
+
+
+@pytest.fixture(scope="module")
+def sample_frames(sample_video) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(sample_video))
+    frames = []
+    while len(frames) < 48:
+        ok, frame = capture.read()
+        assert ok
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def run_frames(frames: list[np.ndarray], **settings) -> tuple[dict[int, dict], Node]:
+    detector = Node(score_threshold=0.1, **settings)
+    collect = Collect()
+    summary = Pipeline([Frames(frames), detector, collect]).run()
+    assert summary.iterations == len(frames)
+    assert collect.order == list(range(len(frames)))  # every frame, in order
+    return collect.frames, detector
+
+
+def pixel_boxes(pool: dict, minimum_score: float = 0.0) -> np.ndarray:
+    height, width = pool["img"].shape[:2]
+    keep = pool["bbox_scores"] >= minimum_score
+    return pool["bboxes"][keep] * np.array([width, height, width, height])
+
+
+def covered(box: np.ndarray, boxes: np.ndarray, share: float = 0.9) -> bool:
+    """Whether one of ``boxes`` covers ``share`` of ``box``'s area."""
+    if len(boxes) == 0:
+        return False
+    top_left = np.maximum(boxes[:, :2], box[:2])
+    bottom_right = np.minimum(boxes[:, 2:], box[2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+    return bool((inter >= share * np.prod(box[2:] - box[:2])).any())
+
+
+def test_matched_faces_pairs_every_box_or_none():
+    a = np.array([[0, 0, 10, 10], [50, 50, 70, 70]], float)
+    b = np.array([[52, 51, 71, 70], [1, 0, 11, 10]], float)
+    assert sorted(matched_faces(a, b, 0.5)) == [(0, 1), (1, 0)]
+    assert matched_faces(a, b[:1], 0.5) is None  # a face vanished
+    assert matched_faces(a, b + [30, 0, 30, 0], 0.5) is None  # moved too far
+    assert matched_faces(np.zeros((0, 4)), np.zeros((0, 4)), 0.5) == []
+
+
+@pytest.mark.slow
+def test_fast_path_agrees_with_exact_path(sample_frames):
+    exact, _ = run_frames(sample_frames)
+    fast, detector = run_frames(sample_frames, detect_every=8)
+    assert detector._keyframes is not None
+    assert detector._keyframes.frames_detected < len(sample_frames) / 2  # the point of it
+    for index in range(0, len(sample_frames), 8):  # key frames: the very same detections
+        np.testing.assert_array_equal(fast[index]["bboxes"], exact[index]["bboxes"])
+        np.testing.assert_array_equal(fast[index]["bbox_scores"], exact[index]["bbox_scores"])
+    for index in range(len(sample_frames)):  # every frame: each confident face is covered
+        boxes = pixel_boxes(fast[index])
+        for face in pixel_boxes(exact[index], minimum_score=0.5):
+            assert covered(face, boxes, 0.8), f"frame {index}: {face} not covered by {boxes}"
+
+
+@pytest.mark.slow
+def test_a_face_appearing_between_key_frames_is_detected_where_it_appears(sample_frames):
+    with_face = sample_frames[0]
+    face = pixel_boxes(run_frames([with_face])[0][0], minimum_score=0.5)
+    assert len(face) == 1
+    x1, y1, x2, y2 = face[0].astype(int)
+    # The same real frame with the head covered by the wall beside it: no face there.
+    without_face = with_face.copy()
+    width = x2 - x1 + 40
+    without_face[: y2 + 15, x1 - 20 : x2 + 20] = with_face[: y2 + 15, x1 - 20 - width : x1 - 20]
+    assert len(run_frames([without_face])[0][0]["bboxes"]) == 0
+    assert _correlation(_thumbnail(with_face), _thumbnail(without_face)) > 0.6  # no abrupt change
+    frames = [without_face] * 5 + [with_face] * 11  # the face shows from frame 5; keys 0, 8, 15
+    decided, detector = run_frames(frames, detect_every=8)
+    for index in range(5):
+        assert len(pixel_boxes(decided[index], 0.5)) == 0, index
+    for index in range(5, 16):  # frames 5-7 lie between key frames 0 and 8: detected again
+        assert covered(face[0], pixel_boxes(decided[index]), 0.9), index
+    assert detector._keyframes is not None and detector._keyframes.frames_detected > 3
+
+
+@pytest.mark.slow
+def test_a_detector_error_on_a_key_frame_masks_that_frame_whole(sample_frames, monkeypatch):
+    frames = sample_frames[:17]
+    failing = {8}
+
+    def detect_frame(self, image, pool):
+        if pool["frame_info"].index in failing:
+            raise RuntimeError("simulated network failure")
+        return Node._detect(self, image, photo=False)
+
+    monkeypatch.setattr(Node, "detect_frame", detect_frame)
+    decided, detector = run_frames(frames, detect_every=8)
+    np.testing.assert_allclose(decided[8]["bboxes"], [[0, 0, 1, 1]])
+    assert detector.frames_failed == 1
+    for index in range(17):  # the face is hidden on every other frame too
+        assert len(pixel_boxes(decided[index], 0.5)) >= 1, index
