@@ -30,6 +30,7 @@ class FaceDetectorNode(AbstractNode):
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.frames_failed = 0
+        self.frames_detected = 0  # frames the network ran on (fewer than seen with detect_every)
         every = int(getattr(self, "detect_every", 1) or 1)
         self._keyframes: KeyFrameDetector | None = None
         if every > 1:
@@ -72,6 +73,11 @@ class FaceDetectorNode(AbstractNode):
             self._keyframes.close()
         self._end = None
 
+    def reset(self) -> None:
+        if self._keyframes is not None:
+            self._keyframes.clear()
+        self._end = None
+
     def _hand_on(self) -> dict[str, Any] | None:
         assert self._keyframes is not None
         decided = self._keyframes.pop(wait=self._end is not None or self._keyframes.full())
@@ -85,6 +91,7 @@ class FaceDetectorNode(AbstractNode):
         return pool
 
     def _detect_safely(self, image: np.ndarray, pool: dict[str, Any]) -> Detections:
+        self.frames_detected += 1
         try:
             boxes, scores = self.detect_frame(image, pool)
             return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32)

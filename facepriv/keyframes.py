@@ -81,7 +81,6 @@ class KeyFrameDetector:
         self._anchor: _Frame | None = None  # the last detected frame handed on
         self._since_key = 0
         self._thumbnail: np.ndarray | None = None
-        self.frames_detected = 0
 
     # ------------------------------------------------------------------ frames in
     def add(self, pool: dict[str, Any], chain: object | None) -> None:
@@ -133,15 +132,22 @@ class KeyFrameDetector:
         assert frame.result is not None
         return frame.pool, frame.result
 
-    def close(self) -> None:
+    def clear(self) -> None:
+        """Forget every waiting frame (a run that stopped early); detections under way are dropped."""
+        for frame in self._frames:
+            if frame.job is not None:
+                frame.job.cancel()
         self._frames.clear()
-        self._anchor = None
+        self._chain = self._anchor = self._thumbnail = None
+        self._since_key = 0
+
+    def close(self) -> None:
+        self.clear()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ deciding
     def _submit(self, frame: _Frame) -> None:
         frame.job = self._executor.submit(self._detect, frame.pool["img"], frame.pool)
-        self.frames_detected += 1
 
     def _collect(self, frame: _Frame) -> bool:
         """Whether the frame's detection is in (moving it to ``result``)."""

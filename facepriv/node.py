@@ -58,6 +58,11 @@ class AbstractNode:
         """Free devices, windows and files. ``completed`` is False when the run was
         interrupted or failed: writers then discard what they had not finished."""
 
+    def reset(self) -> None:
+        """Forget what the last run left behind (frames held when it stopped early), keeping
+        what is costly to load: called instead of ``release`` on a node a job keeps loaded
+        from one file's run to the next."""
+
 
 def node_name_of(module: str) -> str:
     """A node's name from its module: ``facepriv.nodes.dabble.fps`` is ``dabble.fps``, a module

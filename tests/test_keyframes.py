@@ -64,8 +64,7 @@ def test_matched_faces_pairs_every_box_or_none():
 def test_fast_path_agrees_with_exact_path(sample_frames):
     exact, _ = run_frames(sample_frames)
     fast, detector = run_frames(sample_frames, detect_every=8)
-    assert detector._keyframes is not None
-    assert detector._keyframes.frames_detected < len(sample_frames) / 2  # the point of it
+    assert detector.frames_detected < len(sample_frames) / 2  # the point of it
     for index in range(0, len(sample_frames), 8):  # key frames: the very same detections
         np.testing.assert_array_equal(fast[index]["bboxes"], exact[index]["bboxes"])
         np.testing.assert_array_equal(fast[index]["bbox_scores"], exact[index]["bbox_scores"])
@@ -93,7 +92,7 @@ def test_a_face_appearing_between_key_frames_is_detected_where_it_appears(sample
         assert len(pixel_boxes(decided[index], 0.5)) == 0, index
     for index in range(5, 16):  # frames 5-7 lie between key frames 0 and 8: detected again
         assert covered(face[0], pixel_boxes(decided[index]), 0.9), index
-    assert detector._keyframes is not None and detector._keyframes.frames_detected > 3
+    assert detector.frames_detected > 3
 
 
 @pytest.mark.slow
@@ -112,3 +111,20 @@ def test_a_detector_error_on_a_key_frame_masks_that_frame_whole(sample_frames, m
     assert detector.frames_failed == 1
     for index in range(17):  # the face is hidden on every other frame too
         assert len(pixel_boxes(decided[index], 0.5)) >= 1, index
+
+
+@pytest.mark.slow
+def test_a_detector_kept_by_a_job_starts_the_next_file_clean(sample_frames):
+    from facepriv.batch.worker import _Kept  # how a job lends its loaded model to each file
+
+    detector = Node(score_threshold=0.1, detect_every=8)
+    first = Collect()
+    stopped = Pipeline([Frames(sample_frames[:20], "first.mp4"), _Kept(detector), first]).run(num_iter=3)
+    assert stopped.iterations == 3  # stopped early, with later frames of first.mp4 held
+    covered_frames = [np.zeros_like(frame) for frame in sample_frames[:10]]
+    second = Collect()
+    Pipeline([Frames(covered_frames, "second.mp4"), _Kept(detector), second]).run()
+    assert second.order == list(range(10))
+    assert {pool["frame_info"].item.name for pool in second.frames.values()} == {"second.mp4"}
+    assert all(len(pool["bboxes"]) == 0 for pool in second.frames.values())
+    detector.release()

@@ -189,7 +189,8 @@ class _Kept:
         return self._node.failed_items[self._first_failure:]
 
     def release(self, completed: bool = True) -> None:
-        """Kept for the next file; FileWorker.close releases it."""
+        """Kept for the next file (FileWorker.close releases it), without what this one left."""
+        self._node.reset()
 
 
 class _Probe:
