@@ -58,17 +58,17 @@ class CameraMotion:
     def update(self, image: np.ndarray) -> MotionStep:
         """How the picture moved since the last frame; call ``avoid`` next."""
         grey = _small_grey(image)
-        thumbnail = _thumbnail(grey)
+        tiny = thumbnail(grey)
         if self._grey is None or self._thumbnail is None:
             step = MotionStep(IDENTITY, cut=False, followed=1.0, resemblance=1.0)
         elif self._grey.shape != grey.shape:
             step = MotionStep(IDENTITY, cut=True, followed=0.0, resemblance=0.0)  # the frame size changed
         else:
-            resemblance = float((self._thumbnail * thumbnail).sum())
+            resemblance = float((self._thumbnail * tiny).sum())
             followed, matrix = self._follow(self._grey, grey, self._corners)
             cut = followed < self.cut_followed and resemblance < self.cut_resemblance
             step = MotionStep(IDENTITY if cut else matrix, cut, followed, resemblance)
-        self._grey, self._thumbnail, self._corners = grey, thumbnail, None
+        self._grey, self._thumbnail, self._corners = grey, tiny, None
         return step
 
     def avoid(self, faces: np.ndarray) -> None:
@@ -130,9 +130,13 @@ def _background(shape: tuple[int, ...], faces: np.ndarray | None) -> np.ndarray 
     return mask
 
 
-def _thumbnail(grey: np.ndarray) -> np.ndarray:
-    """A tiny zero-mean, unit-norm copy: the dot product of two is their correlation."""
-    tiny = cv2.resize(grey, THUMBNAIL, interpolation=cv2.INTER_AREA).astype(np.float32)
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """A tiny grey, zero-mean, unit-norm copy of a grey or BGR image: the dot product of
+    two is their correlation."""
+    tiny = cv2.resize(image, THUMBNAIL, interpolation=cv2.INTER_AREA)
+    if tiny.ndim == 3:
+        tiny = cv2.cvtColor(np.ascontiguousarray(tiny[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    tiny = tiny.astype(np.float32)
     tiny -= tiny.mean()
     return tiny / (float(np.linalg.norm(tiny)) + 1e-6)
 

@@ -29,13 +29,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
+from facepriv.camera_motion import thumbnail
 from facepriv.geometry import iou_matrix
 
 Detections = tuple[np.ndarray, np.ndarray]  # (N x 4 pixel boxes, N scores)
-THUMBNAIL = (32, 18)
 # Thumbnails of consecutive frames of one shot correlate at 0.6 or more, across a cut at
 # 0.38 or less (camera_motion.py's calibration): below this the picture changed abruptly,
 # and both frames are detected.
@@ -88,18 +87,18 @@ class KeyFrameDetector:
         if chain is None or chain is not self._chain:
             self.end_chain()
         frame = _Frame(pool, chain)
-        thumbnail = _thumbnail(pool["img"])
+        tiny = thumbnail(pool["img"])
         if chain is None or chain is not self._chain or self._since_key + 1 >= self.every:
             self._submit(frame)
             self._since_key = 0
-        elif _correlation(thumbnail, self._thumbnail) < ABRUPT_CHANGE:
+        elif self._thumbnail is not None and float((tiny * self._thumbnail).sum()) < ABRUPT_CHANGE:
             if self._frames and not self._frames[-1].detected:
                 self._submit(self._frames[-1])
             self._submit(frame)
             self._since_key = 0
         else:
             self._since_key += 1
-        self._chain, self._thumbnail = chain, thumbnail
+        self._chain, self._thumbnail = chain, tiny
         self._frames.append(frame)
 
     def end_chain(self) -> None:
@@ -220,16 +219,3 @@ def matched_faces(boxes_a: np.ndarray, boxes_b: np.ndarray, min_iou: float) -> l
         overlap[row, :] = -1.0
         overlap[:, col] = -1.0
     return pairs
-
-
-def _thumbnail(image: np.ndarray) -> np.ndarray:
-    small = cv2.resize(np.asarray(image), THUMBNAIL, interpolation=cv2.INTER_AREA).astype(np.float32)
-    return small.reshape(-1, small.shape[2]).mean(axis=1) if small.ndim == 3 else small.ravel()
-
-
-def _correlation(a: np.ndarray, b: np.ndarray | None) -> float:
-    if b is None:
-        return 1.0
-    a, b = a - a.mean(), b - b.mean()
-    spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / spread) if spread > 1e-6 else 1.0
