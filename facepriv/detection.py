@@ -8,6 +8,7 @@ With a ``detect_every`` setting above 1, video frames are detected on key frames
 background thread and the frames between are decided from them (``facepriv.keyframes``);
 the node then holds frames and hands them on in order through the runner's
 hold/``pending`` protocol, so it needs the whole data pool (``all`` in its inputs).
+Photos and live frames are detected at once, unless video frames still wait before them.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class FaceDetectorNode(AbstractNode):
         return self.detect(image_bgr)
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        if self._keyframes is None:
+        at_once = inputs and not len(self._keyframes or ()) and self._video_of(inputs) is None
+        if self._keyframes is None or at_once:  # a photo or live frame with no video frame before it
             if inputs.get("pipeline_end"):
                 return {}
             return self._outputs(inputs["img"], self._detect_safely(inputs["img"], inputs))
@@ -58,9 +60,7 @@ class FaceDetectorNode(AbstractNode):
                 return {}
             self._end = dict(inputs)
             return None
-        info = inputs.get("frame_info")
-        file = info.item if info is not None and info.item.kind == "video" else None
-        self._keyframes.add(dict(inputs), file)
+        self._keyframes.add(dict(inputs), self._video_of(inputs))
         return self._hand_on()
 
     def pending(self) -> bool:
@@ -89,6 +89,12 @@ class FaceDetectorNode(AbstractNode):
         pool, detections = decided
         pool.update(self._outputs(pool["img"], detections))
         return pool
+
+    @staticmethod
+    def _video_of(pool: dict[str, Any]) -> object | None:
+        """The video file a frame belongs to; None for photos, live frames and bare images."""
+        info = pool.get("frame_info")
+        return info.item if info is not None and info.item.kind == "video" else None
 
     def _detect_safely(self, image: np.ndarray, pool: dict[str, Any]) -> Detections:
         self.frames_detected += 1

@@ -129,3 +129,16 @@ def test_a_detector_kept_by_a_job_starts_the_next_file_clean(sample_frames):
     assert {pool["frame_info"].item.name for pool in second.frames.values()} == {"second.mp4"}
     assert all(len(pool["bboxes"]) == 0 for pool in second.frames.values())
     detector.release()
+
+
+@pytest.mark.slow
+def test_photos_and_live_frames_are_detected_at_once(sample_frames):
+    from facepriv.media import FrameInfo, MediaItem
+
+    exact, fast = Node(score_threshold=0.1), Node(score_threshold=0.1, detect_every=8)
+    for kind in ("image", "live"):
+        pool = {"img": sample_frames[0], "frame_info": FrameInfo(MediaItem(None, "x", kind), 0)}
+        out = fast.run(dict(pool))  # as facepriv eval's photo path calls it: no runner, no holding
+        assert out is not None
+        np.testing.assert_array_equal(out["bboxes"], exact.run(dict(pool))["bboxes"])
+    fast.release()
