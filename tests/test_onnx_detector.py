@@ -5,6 +5,7 @@ label, in serial runs, jobs and with dabble.persist_bbox; the load-time errors v
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -200,10 +201,13 @@ def assert_faces_black_plates_green(output: Path, rectangles: dict, faces: np.nd
 def test_centerface_then_onnx_detector_hides_each_by_its_draw_settings(tmp_path, painted_photos):
     source, rectangles, faces = painted_photos
     magenta = magenta_detector(tmp_path / "m.onnx", INPUT_HW, BOX_HW)
-    config = fill_config(tmp_path / "run.yml", source, tmp_path / "out", magenta)
+    audit = f"- output.audit_log:\n    output_dir: {tmp_path / 'audit'}\n"
+    config = fill_config(tmp_path / "run.yml", source, tmp_path / "out", magenta, audit)
     result = run_cli("run", "--config_path", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert_faces_black_plates_green(tmp_path / "out", rectangles, faces)
+    record = json.loads((tmp_path / "audit" / "a.png.audit.json").read_text())
+    assert record["masked_by_label"] == {"face": len(faces), "plate": 1}
 
     alone = fill_config(tmp_path / "faces.yml", source, tmp_path / "faces_only", None)
     assert run_cli("run", "--config_path", str(alone), cwd=tmp_path).returncode == 0
@@ -226,8 +230,6 @@ def test_onnx_detector_in_a_workers_job(tmp_path, painted_photos):
 def test_face_eval_is_unchanged_by_a_second_detector(tmp_path, faces_dir, face_annotations):
     """Photos with a magenta rectangle away from every face: with the magenta detector after
     model.centerface the rectangles are hidden, and the face figures do not move."""
-    import json
-
     from facepriv.evaluation.evaluate import evaluate
 
     entries, rectangles = [], {}
