@@ -257,8 +257,8 @@ def _relative_distance(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray
 
 
 def _labels(labels: np.ndarray | None, count: int) -> list[str]:
-    """Each detection's label as a string; all ``face`` without labels."""
-    if labels is None:
+    """Each detection's label as a string; all ``face`` without labels (or without one each)."""
+    if labels is None or np.size(labels) != count:
         return [DEFAULT_LABEL] * count
     return [str(label) for label in np.asarray(labels).reshape(-1)]
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from onnx_graphs import CELL, constant_detector, magenta_detector
 
+from facepriv.errors import ConfigError
 from facepriv.geometry import iou_matrix
 from facepriv.node import build_node
 from facepriv.nodes.input.visual import Node as VisualInput
@@ -305,6 +306,10 @@ def test_a_class_count_unlike_class_names_is_named(tmp_path, frame):
     assert "3 class(es)" in line and "class_names lists 2" in line
     five = constant_detector(tmp_path / "v5.onnx", np.zeros((1, 100, 9), np.float32), INPUT_HW)
     assert "yolov5 detector of 4 class(es)" in run_with_detector(tmp_path, frame, five)
+    six = constant_detector(tmp_path / "v5.onnx", np.zeros((1, 100, 6), np.float32), INPUT_HW)
+    with pytest.raises(ConfigError, match=r"\[1, 100, 6\], the yolov5 layout, not yolov8"):
+        build_node("model.onnx_detector", {"weights_path": str(six), "class_names": ["plate"],
+                                           "input_size": list(INPUT_HW), "output_format": "yolov8"})
 
 
 def test_a_failing_frame_is_masked_whole_under_every_label(tmp_path, frame):

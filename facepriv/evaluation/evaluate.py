@@ -121,8 +121,9 @@ def evaluate(
         detections = np.asarray(data.get("bboxes", np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)
         detections = detections * np.array([image.shape[1], image.shape[0]] * 2)
         scores = np.asarray(data.get("bbox_scores", np.ones(len(detections))), dtype=np.float64)
-        if "bbox_labels" in data:  # a second detector's plates are no face detections (nor misses)
-            is_face = np.asarray(data["bbox_labels"]).astype(str) == FACE_LABEL
+        labels = np.asarray(data.get("bbox_labels", [])).astype(str).reshape(-1)
+        if len(labels) == len(detections):  # a second detector's plates are no face detections
+            is_face = labels == FACE_LABEL
             detections, scores = detections[is_face], scores[is_face]
         heights = faces[:, 3] - faces[:, 1]
         for t in IOU_THRESHOLDS:

@@ -92,8 +92,9 @@ def class_count_hint(shape: tuple[int, ...], output_format: str) -> tuple[str, i
     given class names: the candidate axis is the long one."""
     if len(shape) != 3 or shape[0] != 1:
         return None
-    channels_first = shape[1] < shape[2]
-    layout = output_format if output_format != "auto" else ("yolov8" if channels_first else "yolov5")
+    layout = "yolov8" if shape[1] < shape[2] else "yolov5"
+    if output_format not in ("auto", layout):
+        return None
     count = shape[1] - 4 if layout == "yolov8" else shape[2] - 5
     return (layout, count) if count >= 1 else None
 
@@ -179,6 +180,13 @@ class OnnxDetector:
             if layout is not None:
                 return layout, index
         listed = ", ".join(str(list(shape)) for shape in shapes)
+        for shape in shapes:
+            other = output_layout(shape, self.classes)
+            if other is not None:
+                raise ConfigError(
+                    f"{NAME}: the model '{self.weights}' outputs {list(shape)}, the {other} layout, "
+                    f"not {output_format}: set output_format to auto (or {other})"
+                )
         for shape in shapes:
             hint = class_count_hint(shape, output_format)
             if hint is not None:
