@@ -55,6 +55,9 @@ class NodeSpec:
     keys: dict[str, dict[str, Any]]
     legacy_node_names: tuple[str, ...] = ()
     legacy_keys: dict[str, str] = field(default_factory=dict)
+    # Outputs added to what earlier nodes put under the same keys instead of replacing it
+    # (``append:`` in the YAML): a second detector adds its boxes to the first one's.
+    appends: tuple[str, ...] = ()
 
     def defaults(self) -> dict[str, Any]:
         return {key: _default_of(rule) for key, rule in self.keys.items()}
@@ -86,6 +89,7 @@ def spec_from_yaml(name: str, raw: dict[str, Any]) -> NodeSpec:
         keys=keys,
         legacy_node_names=tuple(raw.get("legacy_node_names", [])),
         legacy_keys=legacy_keys,
+        appends=tuple(raw.get("append", [])),
     )
 
 

@@ -29,7 +29,7 @@ from facepriv.errors import ConfigError
 PREFIX = "custom_nodes"
 DEFAULT_DIR = Path("src") / PREFIX
 # What a plain-form YAML holds besides settings (PeekingDuck's own keys and facepriv's).
-_RESERVED = ("input", "output", "description", "keys", "legacy_node_names")
+_RESERVED = ("input", "output", "description", "keys", "legacy_node_names", "append")
 # Modules a PeekingDuck custom node imports its base class from; see _peekingduck_shim.
 _PD_MODULE = "peekingduck.pipeline.nodes.abstract_node"
 
@@ -100,7 +100,7 @@ def custom_spec(name: str) -> NodeSpec:
         raise ConfigError(f"custom node config {config} is not valid YAML: fix the syntax") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"custom node config {config} must be a mapping with input: and output:")
-    for key in ("input", "output"):
+    for key in ("input", "output", "append"):
         if not isinstance(raw.get(key, []), list):
             raise ConfigError(f"{config}: '{key}:' must be a list of data keys, not {brief(raw[key])}")
     return spec_from_yaml(name, _typed(raw))

@@ -1,8 +1,10 @@
-"""What every face-detector node shares: the data keys it fills, its failure rule and
-key-frame detection.
+"""What every detector node shares: the data keys it fills, its failure rule and key-frame
+detection.
 
-A detector error on a frame must never let that frame out unmasked, so when
-``detect`` raises, the node logs it and reports one box covering the whole frame.
+A detector error on a frame must never let that frame out unmasked, so when ``detect``
+raises, the node logs it and reports a box covering the whole frame under each label it
+detects (so that the draw node of every label, ``labels: [plate]`` included, hides the
+frame).
 
 With a ``detect_every`` setting above 1, video frames are detected on key frames in a
 background thread and the frames between are decided from them (``facepriv.keyframes``);
@@ -19,12 +21,12 @@ import numpy as np
 
 from facepriv.keyframes import Detections, KeyFrameDetector
 from facepriv.node import AbstractNode
-
-FULL_FRAME = np.array([[0.0, 0.0, 1.0, 1.0]], dtype=np.float32)
+from facepriv.runner import HeldFrame, merge_outputs
 
 
 class FaceDetectorNode(AbstractNode):
-    """Base for ``model.*`` nodes: pixel boxes in, PeekingDuck's normalised keys out."""
+    """Base for ``model.*`` nodes: pixel boxes in, PeekingDuck's normalised keys out. Face
+    detectors implement ``detect``; detectors of several classes ``detect_labelled``."""
 
     label = "face"
 
@@ -35,16 +37,27 @@ class FaceDetectorNode(AbstractNode):
         every = int(getattr(self, "detect_every", 1) or 1)
         self._keyframes: KeyFrameDetector | None = None
         if every > 1:
-            self._keyframes = KeyFrameDetector(self._detect_safely, every, self.keyframe_iou)
+            self._keyframes = KeyFrameDetector(self._detect_safely, self._whole_frame, every,
+                                               self.keyframe_iou)
         self._end: dict[str, Any] | None = None
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (N x 4 pixel boxes x1, y1, x2, y2; N scores) for one BGR frame."""
         raise NotImplementedError
 
+    def detect_labelled(self, image_bgr: np.ndarray) -> Detections:
+        """``detect`` with each box's label: (N x 4 pixel boxes, N scores, N labels)."""
+        boxes, scores = self.detect(image_bgr)
+        return boxes, scores, np.array([self.label] * len(boxes))
+
     def detect_frame(self, image_bgr: np.ndarray, pool: dict[str, Any]) -> Detections:
-        """``detect`` for a frame of the data pool: a node may read more of it (frame_info)."""
-        return self.detect(image_bgr)
+        """``detect_labelled`` for a frame of the data pool: a node may read more of it
+        (frame_info)."""
+        return self.detect_labelled(image_bgr)
+
+    def failure_labels(self) -> list[str]:
+        """The labels a failed frame's full-frame boxes carry: every label the node gives."""
+        return [self.label]
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
         at_once = inputs and not len(self._keyframes or ()) and self._video_of(inputs) is None
@@ -87,8 +100,9 @@ class FaceDetectorNode(AbstractNode):
                 return end
             return None
         pool, detections = decided
-        pool.update(self._outputs(pool["img"], detections))
-        return pool
+        frame = HeldFrame(pool)  # its boxes go after an earlier detector's, if there is one
+        merge_outputs(frame, self._outputs(pool["img"], detections), self.appends)
+        return frame
 
     @staticmethod
     def _video_of(pool: dict[str, Any]) -> object | None:
@@ -99,23 +113,29 @@ class FaceDetectorNode(AbstractNode):
     def _detect_safely(self, image: np.ndarray, pool: dict[str, Any]) -> Detections:
         self.frames_detected += 1
         try:
-            boxes, scores = self.detect_frame(image, pool)
-            return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32)
+            boxes, scores, labels = self.detect_frame(image, pool)
+            return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32),
+                    np.asarray(labels, dtype=str).reshape(-1))
         except Exception as err:  # noqa: BLE001 - privacy first: hide the whole frame
             self.frames_failed += 1
             self.logger.error(
-                "face detection failed on a frame (%s: %s): masking the whole frame",
+                "detection failed on a frame (%s: %s): masking the whole frame",
                 type(err).__name__, err,
             )
-            height, width = np.asarray(image).shape[:2]
-            return np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32)
+            return self._whole_frame(image)
+
+    def _whole_frame(self, image: np.ndarray) -> Detections:
+        """A box over the whole frame under every label the node gives."""
+        labels = np.array(self.failure_labels())
+        height, width = np.asarray(image).shape[:2]
+        boxes = np.repeat(np.array([[0, 0, width, height]], np.float32), len(labels), axis=0)
+        return boxes, np.ones(len(labels), np.float32), labels
 
     def _outputs(self, image: np.ndarray, detections: Detections) -> dict[str, Any]:
-        boxes, scores = detections
-        bboxes = normalise_boxes(boxes, image.shape[1], image.shape[0])
+        boxes, scores, labels = detections
         return {
-            "bboxes": bboxes,
-            "bbox_labels": np.array([self.label] * len(bboxes)),
+            "bboxes": normalise_boxes(boxes, image.shape[1], image.shape[0]),
+            "bbox_labels": np.asarray(labels, dtype=str).reshape(-1),
             "bbox_scores": np.asarray(scores, dtype=np.float32),
         }
 

@@ -34,7 +34,7 @@ import numpy as np
 from facepriv.camera_motion import thumbnail
 from facepriv.geometry import iou_matrix
 
-Detections = tuple[np.ndarray, np.ndarray]  # (N x 4 pixel boxes, N scores)
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # (N x 4 pixel boxes, N scores, N labels)
 # Thumbnails of consecutive frames of one shot correlate at 0.6 or more, across a cut at
 # 0.38 or less (camera_motion.py's calibration): below this the picture changed abruptly,
 # and both frames are detected.
@@ -60,18 +60,19 @@ class _Frame:
 class KeyFrameDetector:
     """Frames in, frames out in the same order, each with its face boxes decided.
 
-    ``detect(image, pool)`` returns pixel boxes and scores and handles its own errors; it
-    runs on one background thread. Should it raise all the same, the frame is taken to be
-    all face (a box over the whole frame), for privacy.
+    ``detect(image, pool)`` returns pixel boxes, scores and labels and handles its own
+    errors; it runs on one background thread. Should it raise all the same, the frame gets
+    ``whole_frame(image)`` (boxes over the whole frame), for privacy.
     """
 
     def __init__(
         self,
         detect: Callable[[np.ndarray, dict[str, Any]], Detections],
+        whole_frame: Callable[[np.ndarray], Detections],
         every: int,
         min_iou: float,
     ) -> None:
-        self._detect = detect
+        self._detect, self._whole_frame = detect, whole_frame
         self.every, self.min_iou = every, min_iou
         self.max_waiting = 3 * every + 2  # the next key frame is detected while a stretch is decided
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepriv-detect")
@@ -154,8 +155,7 @@ class KeyFrameDetector:
             if frame.job.exception() is None:
                 frame.result = frame.job.result()
             else:
-                height, width = np.asarray(frame.pool["img"]).shape[:2]
-                frame.result = (np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32))
+                frame.result = self._whole_frame(frame.pool["img"])
         return frame.result is not None and frame.job is not None
 
     def _wait_for_oldest_job(self) -> bool:
@@ -189,27 +189,34 @@ class KeyFrameDetector:
         assert first.result is not None and last.result is not None
         if self._frames[end - 1].decided:
             return  # decided on an earlier call
-        pairs = matched_faces(first.result[0], last.result[0], self.min_iou)
+        (boxes_a, scores_a, labels_a), (boxes_b, scores_b, labels_b) = first.result, last.result
+        pairs = matched_faces(boxes_a, boxes_b, self.min_iou, labels_a, labels_b)
         if pairs is None:
             self._submit(self._frames[(start + end) // 2])
             return
-        (boxes_a, scores_a), (boxes_b, scores_b) = first.result, last.result
         rows_a, rows_b = [a for a, _ in pairs], [b for _, b in pairs]
         scores = np.minimum(scores_a[rows_a], scores_b[rows_b]).astype(np.float32)
+        labels = labels_a[rows_a]
         for index in range(start + 1, end):
             share = (index - start) / (end - start)
             boxes = (1 - share) * boxes_a[rows_a] + share * boxes_b[rows_b]
-            self._frames[index].result = (boxes.astype(np.float32).reshape(-1, 4), scores)
+            self._frames[index].result = (boxes.astype(np.float32).reshape(-1, 4), scores, labels)
 
 
-def matched_faces(boxes_a: np.ndarray, boxes_b: np.ndarray, min_iou: float) -> list[tuple[int, int]] | None:
-    """Pairs (row in a, row in b) matching every box of both sides one to one at ``min_iou``
-    or more (greedily, best overlap first), or None when some box is left without a match."""
+def matched_faces(
+    boxes_a: np.ndarray, boxes_b: np.ndarray, min_iou: float,
+    labels_a: np.ndarray | None = None, labels_b: np.ndarray | None = None,
+) -> list[tuple[int, int]] | None:
+    """Pairs (row in a, row in b) matching every box of both sides one to one, of the same
+    label, at ``min_iou`` or more (greedily, best overlap first), or None when some box is
+    left without a match."""
     if len(boxes_a) != len(boxes_b):
         return None
     if len(boxes_a) == 0:
         return []
     overlap = iou_matrix(boxes_a, boxes_b)
+    if labels_a is not None and labels_b is not None:
+        overlap[np.asarray(labels_a)[:, None] != np.asarray(labels_b)[None, :]] = -1.0
     pairs: list[tuple[int, int]] = []
     for _ in range(len(boxes_a)):
         row, col = np.unravel_index(int(np.argmax(overlap)), overlap.shape)

@@ -109,14 +109,39 @@ def hide_faces(
     return image
 
 
+def boxes_with_labels(
+    bboxes: np.ndarray, labels: Any, wanted: list[str] | None
+) -> tuple[np.ndarray, bool]:
+    """The boxes whose label is in ``wanted`` (None: every box), and whether the labels could
+    be read. Boxes without one label each (no ``bbox_labels``, or a count that differs) are
+    all returned: hiding too much is safe, letting a face through is not."""
+    boxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    if wanted is None:
+        return boxes, True
+    names = None if labels is None else np.asarray(labels).astype(str).reshape(-1)
+    if names is None or len(names) != len(boxes):
+        return boxes, False
+    return boxes[np.isin(names, list(wanted))], True
+
+
 class MaskingNode(AbstractNode):
-    """Base of the draw nodes that hide faces: geometry here, the method in ``hide``."""
+    """Base of the draw nodes that hide faces: geometry here, the method in ``hide``;
+    ``labels`` picks the boxes this node hides, so faces and plates can be hidden differently."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._warned_labels = False
 
     def hide(self, region: np.ndarray, face_width: float, face_height: float) -> np.ndarray:
         raise NotImplementedError
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        image = hide_faces(
-            inputs["img"], inputs["bboxes"], self.hide, self.mask_scale, self.mask_shape
-        )
+        boxes, readable = boxes_with_labels(inputs["bboxes"], inputs.get("bbox_labels"), self.labels)
+        if not readable and not self._warned_labels:
+            self._warned_labels = True
+            self.logger.warning(
+                "labels %s asked, but the boxes carry no matching bbox_labels: hiding every box",
+                self.labels,
+            )
+        image = hide_faces(inputs["img"], boxes, self.hide, self.mask_scale, self.mask_shape)
         return {"img": image}

@@ -35,6 +35,7 @@ class AbstractNode:
         self.config = resolve_node_config(self.node_name, config, overrides)
         self.inputs: list[str] = list(self.spec.inputs)
         self.outputs: list[str] = list(self.spec.outputs)
+        self.appends: list[str] = list(self.spec.appends)  # outputs added to earlier ones (runner)
         self.logger = logging.getLogger(f"facepriv.{self.node_name}")
         # Problems that did not stop the run (for example an unreadable file in a
         # folder); the run reports them and exits non-zero.

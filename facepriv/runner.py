@@ -10,6 +10,12 @@ gaps both ways) hold frames: ``run`` returns None and the tick ends there. While
 a node's ``pending()`` is true, the runner starts ticks at that node instead of the
 input, so it can hand its buffered frames on (and, last, the end of the stream) one
 per tick without new input.
+
+A node's outputs replace what the data pool holds under the same keys, except the keys its
+YAML lists under ``append:``: those are added to the earlier values (rows of arrays, items
+of lists). So a second detector adds its boxes to the first one's, and a pipeline with one
+detector behaves as before. A node handing on a frame it held returns that frame's whole
+pool as a ``HeldFrame``: it replaces the tick's pool (which may be a newer frame's).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 from facepriv.config import PSEUDO_INPUTS
 from facepriv.errors import ConfigError
@@ -76,6 +84,25 @@ def check_channel(
         produced.extend(key for key in outputs if key not in produced)
 
 
+class HeldFrame(dict):
+    """The whole data pool of a frame a node held, handed on later: the runner takes it in
+    place of the tick's pool, instead of laying it over (and appending to) a newer frame's."""
+
+
+def merge_outputs(data: dict[str, Any], outputs: dict[str, Any], appends: Sequence[str] = ()) -> None:
+    """Lay a node's ``outputs`` over the data pool; keys in ``appends`` that the pool already
+    holds get the new rows added after the old ones instead."""
+    for key, value in outputs.items():
+        old = data.get(key)
+        if key in appends and old is not None:
+            if isinstance(old, list) and isinstance(value, list):
+                value = old + value
+            else:
+                new = np.asarray(value)
+                value = np.concatenate([np.asarray(old).reshape((-1, *new.shape[1:])), new])
+        data[key] = value
+
+
 def _inputs_for(node: PipelineNode, data: dict[str, Any]) -> dict[str, Any]:
     if "all" in node.inputs:
         return data
@@ -107,7 +134,10 @@ class Pipeline:
                     if outputs is None:  # the node holds this frame for now
                         data = None
                         break
-                    data.update(outputs)
+                    if isinstance(outputs, HeldFrame):
+                        data = dict(outputs)
+                    else:
+                        merge_outputs(data, outputs, getattr(node, "appends", ()))
                 if on_tick is not None:
                     on_tick()
                 if data is None:

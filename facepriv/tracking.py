@@ -25,6 +25,10 @@ confirmed by being found again and again in the same place of the scene.
 
 Held boxes grow while no detection confirms them (the estimate gets less sure), never
 past ``max_growth``, and are dropped once mostly outside the frame.
+
+Each label (``face``, a second detector's ``plate``...) is tracked on its own: a track only
+takes detections of its own label, so a face track never absorbs a plate box passing in
+front of it, and a held box keeps its track's label.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from facepriv.geometry import grow_boxes, iou_matrix, share_inside_unit_square, 
 
 VELOCITY_SPAN = 5  # detections used to estimate a track's motion
 MIN_VISIBLE = 0.25  # a held box with less of its area inside the frame is dropped
+DEFAULT_LABEL = "face"  # of detections given without labels
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class Track:
     """The detections of one face in one shot: frame indices ascending, scene boxes and scores alongside."""
 
     shot: int  # the frame its shot starts at
+    label: str = DEFAULT_LABEL  # the label of every detection it takes
     times: list[int] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
@@ -142,11 +148,12 @@ class FaceTracks:
         self._newest: int | None = None
 
     def add(self, time: int, boxes: np.ndarray, scores: np.ndarray,
-            motion: MotionStep | None = None) -> list[Track]:
-        """Associate one frame's detections (frames must come in order) with the tracks;
-        returns each detection's track.
+            motion: MotionStep | None = None, labels: np.ndarray | None = None) -> list[Track]:
+        """Associate one frame's detections (frames must come in order) with the tracks of
+        their label; returns each detection's track.
 
-        ``motion`` is how the picture moved since the previous frame (None: not at all).
+        ``motion`` is how the picture moved since the previous frame (None: not at all);
+        ``labels`` holds each detection's label (None: all ``face``).
         """
         if self._newest is None or (motion is not None and motion.cut):
             self.shot_starts.append(time)
@@ -159,28 +166,34 @@ class FaceTracks:
         scene_boxes = transform_boxes(to_scene, boxes)
         reach = self.settings.hold_frames + 1
         live = [t for t in self.tracks if t.shot == shot and time - t.times[-1] <= reach]
-        predicted = np.array([t.predict(time, self.settings.predict_frames) for t in live]).reshape(-1, 4)
-        pairs = associate(predicted, scene_boxes, self.settings)
-        owners: dict[int, Track] = {box_index: live[track_index] for track_index, box_index in pairs}
+        names = _labels(labels, len(scene_boxes))
+        owners: dict[int, Track] = {}
+        for label in dict.fromkeys(names):
+            same = [index for index, name in enumerate(names) if name == label]
+            mine = [t for t in live if t.label == label]
+            predicted = np.array([t.predict(time, self.settings.predict_frames) for t in mine]).reshape(-1, 4)
+            for track_index, box_index in associate(predicted, scene_boxes[same], self.settings):
+                owners[same[box_index]] = mine[track_index]
         for box_index in range(len(scene_boxes)):
             if box_index not in owners:
-                owners[box_index] = Track(shot)
+                owners[box_index] = Track(shot, label=names[box_index])
                 self.tracks.append(owners[box_index])
             owners[box_index].add(time, scene_boxes[box_index], scores[box_index])
         return [owners[box_index] for box_index in range(len(scene_boxes))]
 
-    def masks_at(self, time: int) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes (in the frame's coordinates) and scores of tracks that were not detected at
-        ``time`` but persist there."""
+    def masks_at(self, time: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes (in the frame's coordinates), scores and labels of tracks that were not
+        detected at ``time`` but persist there."""
         if time not in self._to_scene:
-            return np.zeros((0, 4)), np.zeros(0, dtype=np.float32)
-        found = [held for track in self.tracks
+            return np.zeros((0, 4)), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=str)
+        found = [(held, track.label) for track in self.tracks
                  if (held := track.box_at(time, self.settings, self._shot_end(track.shot)))]
-        scene = np.array([box for box, _ in found], dtype=np.float64).reshape(-1, 4)
+        scene = np.array([box for (box, _), _ in found], dtype=np.float64).reshape(-1, 4)
         boxes = transform_boxes(np.linalg.inv(self._to_scene[time]), scene)
         visible = share_inside_unit_square(boxes) >= MIN_VISIBLE
-        scores = np.array([score for _, score in found], dtype=np.float32)
-        return boxes[visible], scores[visible]
+        scores = np.array([score for (_, score), _ in found], dtype=np.float32)
+        labels = np.array([label for _, label in found], dtype=str)
+        return boxes[visible], scores[visible], labels[visible]
 
     def _shot_end(self, shot: int) -> float:
         index = bisect_right(self.shot_starts, shot)
@@ -241,6 +254,13 @@ def _relative_distance(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray
     ratio = size_d[None, :, :] / size_t[:, None, :]
     similar = np.all((ratio > 0.5) & (ratio < 2.0), axis=2)
     return np.where(similar, distance, np.inf)
+
+
+def _labels(labels: np.ndarray | None, count: int) -> list[str]:
+    """Each detection's label as a string; all ``face`` without labels (or without one each)."""
+    if labels is None or np.size(labels) != count:
+        return [DEFAULT_LABEL] * count
+    return [str(label) for label in np.asarray(labels).reshape(-1)]
 
 
 def _centre(box: np.ndarray) -> np.ndarray:

@@ -104,7 +104,8 @@ def test_a_detector_error_on_a_key_frame_masks_that_frame_whole(sample_frames, m
     def detect_frame(self, image, pool):
         if pool["frame_info"].index in failing:
             raise RuntimeError("simulated network failure")
-        return Node._detect(self, image, photo=False)
+        boxes, scores = Node._detect(self, image, photo=False)
+        return boxes, scores, np.array(["face"] * len(boxes))
 
     monkeypatch.setattr(Node, "detect_frame", detect_frame)
     decided, detector = run_frames(frames, detect_every=8)
@@ -142,3 +143,17 @@ def test_photos_and_live_frames_are_detected_at_once(sample_frames):
         assert out is not None
         np.testing.assert_array_equal(out["bboxes"], exact.run(dict(pool))["bboxes"])
     fast.release()
+
+
+@pytest.mark.slow
+def test_held_frames_keep_an_earlier_detectors_boxes_of_their_own_frame(sample_frames):
+    frames = sample_frames[:20]
+    exact, _ = run_frames(frames)
+    first, second, collect = Node(score_threshold=0.1), Node(score_threshold=0.1, detect_every=8), Collect()
+    Pipeline([Frames(frames), first, second, collect]).run()
+    assert collect.order == list(range(20))
+    for index, pool in collect.frames.items():
+        own = len(exact[index]["bboxes"])
+        np.testing.assert_array_equal(pool["bboxes"][:own], exact[index]["bboxes"])  # not a newer frame's
+        assert len(pool["bboxes"]) == len(pool["bbox_labels"]) == len(pool["bbox_scores"]) > own
+    second.release()

@@ -24,9 +24,11 @@ from facepriv.evaluation.metrics import (
     size_bucket,
 )
 from facepriv.media import FrameInfo, MediaItem, read_image
+from facepriv.runner import merge_outputs
 
 IOU_THRESHOLDS = (0.5, 0.3)
 EVALUATED_TYPES = ("model", "draw", "dabble")
+FACE_LABEL = "face"  # the label face detectors give their boxes
 FED_KEYS = ("img", "filename", "pipeline_end", "saved_video_fps", "frame_info")  # what eval feeds
 
 
@@ -119,6 +121,10 @@ def evaluate(
         detections = np.asarray(data.get("bboxes", np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)
         detections = detections * np.array([image.shape[1], image.shape[0]] * 2)
         scores = np.asarray(data.get("bbox_scores", np.ones(len(detections))), dtype=np.float64)
+        labels = np.asarray(data.get("bbox_labels", [])).astype(str).reshape(-1)
+        if len(labels) == len(detections):  # a second detector's plates are no face detections
+            is_face = labels == FACE_LABEL
+            detections, scores = detections[is_face], scores[is_face]
         heights = faces[:, 3] - faces[:, 1]
         for t in IOU_THRESHOLDS:
             matching = match_detections(faces, ignore, detections, scores, t)
@@ -176,7 +182,8 @@ def _run_nodes(nodes: list[Any], image: np.ndarray, path: Path) -> dict[str, Any
         "frame_info": FrameInfo(item, 0),
     }
     for node in nodes:
-        data.update(node.run(data if "all" in node.inputs else {k: data[k] for k in node.inputs}))
+        outputs = node.run(data if "all" in node.inputs else {k: data[k] for k in node.inputs})
+        merge_outputs(data, outputs, getattr(node, "appends", ()))
     return data
 
 

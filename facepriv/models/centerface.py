@@ -98,7 +98,7 @@ class CenterFace:
         The network sees the image scaled down so that its long side is at most
         ``long_side`` pixels (``None`` or 0: full resolution; never scaled up).
         """
-        image = _as_bgr(image)
+        image = as_bgr(image)
         height, width = image.shape[:2]
         if height == 0 or width == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
@@ -161,7 +161,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64).reshape(-1)
 
 
-def _as_bgr(image: np.ndarray) -> np.ndarray:
+def as_bgr(image: np.ndarray) -> np.ndarray:
     """Grey, BGRA or a strided view to a contiguous 3-channel uint8 BGR image."""
     image = np.asarray(image)
     if image.dtype != np.uint8:

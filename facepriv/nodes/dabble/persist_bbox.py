@@ -1,9 +1,10 @@
-"""dabble.persist_bbox: face masks that persist across detection gaps.
+"""dabble.persist_bbox: face (and plate...) masks that persist across detection gaps.
 
 A detector that misses a face for one frame in thirty publishes that face. This node
 tracks faces (``facepriv.tracking``), following the camera's motion and cuts
 (``facepriv.camera_motion``), and adds a box for every face that persists in a frame
-without its detection; ``bbox_held`` marks those boxes.
+without its detection; ``bbox_held`` marks those boxes. Each label is tracked on its own
+and a held box keeps its label.
 
 To fill a gap from both sides, or mask a face before its first detection, a frame must
 wait for later ones. Video frames therefore wait (``lookahead: window``, a bounded
@@ -96,9 +97,10 @@ class Node(AbstractNode):
         owners: list[Track] = []
         if self._tracks is not None:
             motion = self._motion.update(image) if self._motion is not None else None
-            owners = self._tracks.add(time, pool["bboxes"], pool["bbox_scores"], motion)
+            owners = self._tracks.add(time, pool["bboxes"], pool["bbox_scores"], motion,
+                                      labels=pool.get("bbox_labels"))
             if self._motion is not None:
-                held, _ = self._tracks.masks_at(time)
+                held, _, _ = self._tracks.masks_at(time)
                 self._motion.avoid(np.vstack([np.reshape(pool["bboxes"], (-1, 4)), held]))
         if self._delay(item) == float("inf"):
             pool["img"] = None  # decoded again when the frame is handed on
@@ -135,10 +137,10 @@ class Node(AbstractNode):
             boxes, labels, scores = boxes[kept], labels[kept], scores[kept]
         held = np.zeros(len(boxes), dtype=bool)
         if waiting.tracks is not None:
-            extra, extra_scores = waiting.tracks.masks_at(waiting.time)
+            extra, extra_scores, extra_labels = waiting.tracks.masks_at(waiting.time)
             if len(extra):
                 boxes = np.vstack([boxes, np.clip(extra, 0.0, 1.0).astype(np.float32)])
-                labels = np.concatenate([labels, np.array(["face"] * len(extra))])
+                labels = np.concatenate([labels, extra_labels])  # a held plate stays a plate
                 scores = np.concatenate([scores, extra_scores])
                 held = np.concatenate([held, np.ones(len(extra), dtype=bool)])
             waiting.tracks.forget_before(waiting.time + 1)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from facepriv.detection import FaceDetectorNode
+from facepriv.keyframes import Detections
 from facepriv.models.centerface import CenterFace
 
 
@@ -37,11 +38,11 @@ class Node(FaceDetectorNode):
         super().__init__(config, **overrides)
         self.model = CenterFace(weights_dir=self.weights_parent_dir, backend=self.backend)
 
-    def detect_frame(self, image_bgr: np.ndarray, pool: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def detect_frame(self, image_bgr: np.ndarray, pool: dict[str, Any]) -> Detections:
         """Photos at ``photo_detect_resolution``, everything else at ``detect_resolution``."""
         info = pool.get("frame_info")
-        is_photo = info is not None and info.item.kind == "image"
-        return self._detect(image_bgr, photo=is_photo)
+        boxes, scores = self._detect(image_bgr, photo=info is not None and info.item.kind == "image")
+        return boxes, scores, np.array([self.label] * len(boxes))
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel boxes and scores of the faces scoring at least ``score_threshold`` (at the

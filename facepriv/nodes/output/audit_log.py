@@ -45,6 +45,10 @@ class Node(AbstractNode):
         counts["frames_with_faces"] += int(faces > 0)
         counts["faces_masked"] += faces
         counts["masks_held"] += held
+        labels = inputs.get("bbox_labels")  # boxes of a second detector (plates...) by label
+        if labels is not None and len(labels) == faces:
+            for label in np.asarray(labels).astype(str).tolist():
+                counts["masked_by_label"][label] = counts["masked_by_label"].get(label, 0) + 1
         counts["frames_with_held_masks"] += int(held > 0)
         return {}
 
@@ -78,7 +82,7 @@ def _new_counts() -> dict[str, Any]:
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "frames": 0, "frames_with_faces": 0, "faces_masked": 0,
-        "masks_held": 0, "frames_with_held_masks": 0,
+        "masks_held": 0, "frames_with_held_masks": 0, "masked_by_label": {},
     }
 
 
