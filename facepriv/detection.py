@@ -38,7 +38,7 @@ class FaceDetectorNode(AbstractNode):
         self._keyframes: KeyFrameDetector | None = None
         if every > 1:
             self._keyframes = KeyFrameDetector(self._detect_safely, self._whole_frame, every,
-                                               self.keyframe_iou)
+                                               self.keyframe_iou, self.keyframe_faint_score)
         self._end: dict[str, Any] | None = None
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

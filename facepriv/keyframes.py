@@ -8,7 +8,10 @@ frames the faces are decided by comparing their detections:
 
 * **they agree** (every face of one matches a face of the other, overlapping by at least
   ``min_iou``): the frames between get each face's box moved linearly from one to the
-  other, with the lower of its two scores;
+  other, with the lower of its two scores. A faint box (scoring under ``faint_score``)
+  found on one of the two only does not make them disagree: the detector's false boxes
+  come and go at low scores, and detecting again for each would cost most of the time
+  saved. Such a box is kept, where it was found, on every frame between (hiding more);
 * **they disagree** (a face appeared, vanished or moved more than that): the frame
   halfway between is detected too, and both halves are decided the same way, down to
   detecting every frame of a stretch where faces come and go.
@@ -71,9 +74,10 @@ class KeyFrameDetector:
         whole_frame: Callable[[np.ndarray], Detections],
         every: int,
         min_iou: float,
+        faint_score: float = 0.0,
     ) -> None:
         self._detect, self._whole_frame = detect, whole_frame
-        self.every, self.min_iou = every, min_iou
+        self.every, self.min_iou, self.faint_score = every, min_iou, faint_score
         self.max_waiting = 3 * every + 2  # the next key frame is detected while a stretch is decided
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepriv-detect")
         self._frames: deque[_Frame] = deque()
@@ -189,40 +193,51 @@ class KeyFrameDetector:
         assert first.result is not None and last.result is not None
         if self._frames[end - 1].decided:
             return  # decided on an earlier call
-        (boxes_a, scores_a, labels_a), (boxes_b, scores_b, labels_b) = first.result, last.result
-        pairs = matched_faces(boxes_a, boxes_b, self.min_iou, labels_a, labels_b)
-        if pairs is None:
+        stretch = compare(first.result, last.result, self.min_iou, self.faint_score)
+        if stretch is None:
             self._submit(self._frames[(start + end) // 2])
             return
-        rows_a, rows_b = [a for a, _ in pairs], [b for _, b in pairs]
-        scores = np.minimum(scores_a[rows_a], scores_b[rows_b]).astype(np.float32)
-        labels = labels_a[rows_a]
         for index in range(start + 1, end):
-            share = (index - start) / (end - start)
-            boxes = (1 - share) * boxes_a[rows_a] + share * boxes_b[rows_b]
-            self._frames[index].result = (boxes.astype(np.float32).reshape(-1, 4), scores, labels)
+            self._frames[index].result = stretch.at((index - start) / (end - start))
 
 
-def matched_faces(
-    boxes_a: np.ndarray, boxes_b: np.ndarray, min_iou: float,
-    labels_a: np.ndarray | None = None, labels_b: np.ndarray | None = None,
-) -> list[tuple[int, int]] | None:
-    """Pairs (row in a, row in b) matching every box of both sides one to one, of the same
-    label, at ``min_iou`` or more (greedily, best overlap first), or None when some box is
-    left without a match."""
-    if len(boxes_a) != len(boxes_b):
-        return None
-    if len(boxes_a) == 0:
-        return []
+@dataclass
+class Stretch:
+    """How the faces of two detected frames relate, once they agree: the boxes of the
+    frames between, at any share of the way from the first to the second."""
+
+    first: Detections
+    second: Detections
+    pairs: list[tuple[int, int]]  # (row in first, row in second): the same face
+    faint_first: list[int]  # faint boxes of the first frame only, kept as they are
+    faint_second: list[int]
+
+    def at(self, share: float) -> Detections:
+        (boxes_a, scores_a, labels_a), (boxes_b, scores_b, labels_b) = self.first, self.second
+        rows_a, rows_b = [a for a, _ in self.pairs], [b for _, b in self.pairs]
+        moved = (1 - share) * boxes_a[rows_a] + share * boxes_b[rows_b]
+        boxes = np.vstack([moved.reshape(-1, 4), boxes_a[self.faint_first], boxes_b[self.faint_second]])
+        scores = np.concatenate([np.minimum(scores_a[rows_a], scores_b[rows_b]),
+                                 scores_a[self.faint_first], scores_b[self.faint_second]])
+        labels = np.concatenate([labels_a[rows_a], labels_a[self.faint_first], labels_b[self.faint_second]])
+        return boxes.astype(np.float32), scores.astype(np.float32), labels
+
+
+def compare(first: Detections, second: Detections, min_iou: float, faint_score: float) -> Stretch | None:
+    """The faces of two detected frames matched one to one (same label, overlapping by
+    ``min_iou`` or more, best overlap first), or None when they disagree: a box of either
+    frame scoring ``faint_score`` or more is left without a match."""
+    (boxes_a, scores_a, labels_a), (boxes_b, scores_b, labels_b) = first, second
     overlap = iou_matrix(boxes_a, boxes_b)
-    if labels_a is not None and labels_b is not None:
-        overlap[np.asarray(labels_a)[:, None] != np.asarray(labels_b)[None, :]] = -1.0
+    overlap[np.asarray(labels_a)[:, None] != np.asarray(labels_b)[None, :]] = -1.0
     pairs: list[tuple[int, int]] = []
-    for _ in range(len(boxes_a)):
+    while overlap.size and overlap.max() >= min_iou:
         row, col = np.unravel_index(int(np.argmax(overlap)), overlap.shape)
-        if overlap[row, col] < min_iou:
-            return None
         pairs.append((int(row), int(col)))
         overlap[row, :] = -1.0
         overlap[:, col] = -1.0
-    return pairs
+    only_a = sorted(set(range(len(boxes_a))) - {a for a, _ in pairs})
+    only_b = sorted(set(range(len(boxes_b))) - {b for _, b in pairs})
+    if any(scores_a[only_a] >= faint_score) or any(scores_b[only_b] >= faint_score):
+        return None
+    return Stretch(first, second, pairs, only_a, only_b)

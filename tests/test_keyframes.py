@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facepriv.camera_motion import thumbnail
-from facepriv.keyframes import matched_faces
+from facepriv.keyframes import compare
 from facepriv.nodes.model.centerface import Node
 from facepriv.runner import Pipeline
 
@@ -52,13 +52,38 @@ def covered(box: np.ndarray, boxes: np.ndarray, share: float = 0.9) -> bool:
     return bool((inter >= share * np.prod(box[2:] - box[:2])).any())
 
 
-def test_matched_faces_pairs_every_box_or_none():
-    a = np.array([[0, 0, 10, 10], [50, 50, 70, 70]], float)
-    b = np.array([[52, 51, 71, 70], [1, 0, 11, 10]], float)
-    assert sorted(matched_faces(a, b, 0.5)) == [(0, 1), (1, 0)]
-    assert matched_faces(a, b[:1], 0.5) is None  # a face vanished
-    assert matched_faces(a, b + [30, 0, 30, 0], 0.5) is None  # moved too far
-    assert matched_faces(np.zeros((0, 4)), np.zeros((0, 4)), 0.5) == []
+def detections(boxes, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return boxes, np.asarray(scores, np.float32), np.array(["face"] * len(boxes))
+
+
+def test_detected_frames_agree_when_every_face_matches():
+    a = detections([[0, 0, 10, 10], [50, 50, 70, 70]], [0.9, 0.8])
+    b = detections([[52, 51, 71, 70], [2, 0, 12, 10]], [0.7, 0.9])
+    stretch = compare(a, b, 0.5, 0.0)
+    assert stretch is not None and sorted(stretch.pairs) == [(0, 1), (1, 0)]
+    boxes, scores, labels = stretch.at(0.5)  # halfway: each face's box halfway, its lower score
+    order = np.argsort(boxes[:, 0])
+    np.testing.assert_allclose(boxes[order], [[1, 0, 11, 10], [51, 50.5, 70.5, 70]])
+    np.testing.assert_allclose(scores[order], [0.9, 0.7])
+    assert list(labels) == ["face", "face"]
+    assert compare(a, detections(b[0][:1], [0.7]), 0.5, 0.0) is None  # a face vanished
+    assert compare(a, detections(b[0] + [30, 0, 30, 0], [0.7, 0.9]), 0.5, 0.0) is None  # moved too far
+    plate = (b[0], b[1], np.array(["face", "plate"]))
+    assert compare(a, plate, 0.5, 0.0) is None  # a face is never matched with a plate
+    assert compare(detections([], []), detections([], []), 0.5, 0.0).pairs == []
+
+
+def test_a_faint_box_on_one_side_is_kept_not_detected_again():
+    a = detections([[0, 0, 10, 10]], [0.9])
+    b = detections([[1, 0, 11, 10], [100, 100, 110, 112]], [0.9, 0.15])
+    assert compare(a, b, 0.5, 0.0) is None  # every box counts
+    assert compare(a, b, 0.5, 0.1) is None  # 0.15 is not faint at 0.1
+    stretch = compare(a, b, 0.5, 0.3)
+    assert stretch is not None
+    boxes, scores, _ = stretch.at(0.25)
+    np.testing.assert_allclose(boxes, [[0.25, 0, 10.25, 10], [100, 100, 110, 112]])
+    np.testing.assert_allclose(scores, [0.9, 0.15])
 
 
 @pytest.mark.slow
