@@ -62,6 +62,7 @@ class Track:
     """The detections of one face in one shot: frame indices ascending, scene boxes and scores alongside."""
 
     shot: int  # the frame its shot starts at
+    id: int = 0  # unique within its video: what output.tracks and render call the track
     times: list[int] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
@@ -140,6 +141,7 @@ class FaceTracks:
         self.shot_starts: list[int] = []
         self._to_scene: dict[int, np.ndarray] = {}  # frame -> (frame coords -> scene coords)
         self._newest: int | None = None
+        self._next_id = 0  # track ids are never reused within a video
 
     def add(self, time: int, boxes: np.ndarray, scores: np.ndarray,
             motion: MotionStep | None = None) -> list[Track]:
@@ -164,7 +166,8 @@ class FaceTracks:
         owners: dict[int, Track] = {box_index: live[track_index] for track_index, box_index in pairs}
         for box_index in range(len(scene_boxes)):
             if box_index not in owners:
-                owners[box_index] = Track(shot)
+                owners[box_index] = Track(shot, id=self._next_id)
+                self._next_id += 1
                 self.tracks.append(owners[box_index])
             owners[box_index].add(time, scene_boxes[box_index], scores[box_index])
         return [owners[box_index] for box_index in range(len(scene_boxes))]
@@ -172,15 +175,22 @@ class FaceTracks:
     def masks_at(self, time: int) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (in the frame's coordinates) and scores of tracks that were not detected at
         ``time`` but persist there."""
+        boxes, scores, _ = self.held_at(time)
+        return boxes, scores
+
+    def held_at(self, time: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``masks_at`` plus each box's track id (output.tracks writes them, render keeps
+        a track visible by its id)."""
         if time not in self._to_scene:
-            return np.zeros((0, 4)), np.zeros(0, dtype=np.float32)
-        found = [held for track in self.tracks
+            return np.zeros((0, 4)), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        found = [(track.id, *held) for track in self.tracks
                  if (held := track.box_at(time, self.settings, self._shot_end(track.shot)))]
-        scene = np.array([box for box, _ in found], dtype=np.float64).reshape(-1, 4)
+        scene = np.array([box for _, box, _ in found], dtype=np.float64).reshape(-1, 4)
         boxes = transform_boxes(np.linalg.inv(self._to_scene[time]), scene)
         visible = share_inside_unit_square(boxes) >= MIN_VISIBLE
-        scores = np.array([score for _, score in found], dtype=np.float32)
-        return boxes[visible], scores[visible]
+        scores = np.array([score for _, _, score in found], dtype=np.float32)
+        ids = np.array([track_id for track_id, _, _ in found], dtype=np.int64)
+        return boxes[visible], scores[visible], ids[visible]
 
     def _shot_end(self, shot: int) -> float:
         index = bisect_right(self.shot_starts, shot)

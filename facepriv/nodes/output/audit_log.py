@@ -18,7 +18,8 @@ import numpy as np
 from facepriv import __version__
 from facepriv.media import MediaItem
 from facepriv.node import AbstractNode
-from facepriv.outputs import ensure_writable_dir, inside_output_dir, write_text_atomically
+from facepriv.outputs import ensure_writable_dir, write_text_atomically
+from facepriv.per_file import FileBoundary, sidecar_path
 
 
 class Node(AbstractNode):
@@ -27,16 +28,16 @@ class Node(AbstractNode):
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self._dir = ensure_writable_dir(Path(self.output_dir), "output.audit_log.output_dir")
-        self._item: MediaItem | None = None
+        self._files = FileBoundary()
         self._counts: dict[str, Any] = {}
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        info = inputs.get("frame_info")
-        item = None if inputs.get("pipeline_end") or info is None else info.item
-        if item is not self._item:
-            self._write()
-            self._item, self._counts = item, _new_counts()
-        if item is None:
+        ended = self._files.step(inputs)
+        if ended is not None:
+            self._write(ended)
+        if ended is not None or not self._counts:
+            self._counts = _new_counts()
+        if self._files.item is None:
             return {}
         faces = len(np.asarray(inputs["bboxes"]).reshape(-1, 4))
         held = int(np.count_nonzero(inputs.get("bbox_held", ())))
@@ -49,15 +50,11 @@ class Node(AbstractNode):
         return {}
 
     def release(self, completed: bool = True) -> None:
-        if completed:
-            self._write()
-        self._item = None
+        item = self._files.end()
+        if completed and item is not None:
+            self._write(item)
 
-    def _write(self) -> None:
-        item = self._item
-        if item is None:
-            return
-        name = inside_output_dir(item.name)
+    def _write(self, item: MediaItem) -> None:
         record = {
             "input": str(item.path) if item.path is not None else item.name,
             "kind": item.kind,
@@ -68,8 +65,7 @@ class Node(AbstractNode):
             "facepriv_version": __version__,
             "nodes": [{"node": node, "settings": _jsonable(conf)} for node, conf in self.run_settings],
         }
-        path = self._dir / f"{name}.audit.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = sidecar_path(self._dir, item, ".audit.json")
         write_text_atomically(path, json.dumps(record, indent=2) + "\n")
         self.logger.info("wrote %s", path)
 
