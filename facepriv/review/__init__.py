@@ -32,6 +32,7 @@ def serve(folder: Path, port: int = 0, open_browser: bool = True, config_path: s
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))
+        sock.listen(128)  # connections wait for the server from now on: the address works once printed
     except OSError as err:
         sock.close()
         reason = f"cannot listen on 127.0.0.1:{port} ({err.strerror}): pass another --port"
