@@ -6,6 +6,8 @@ const $ = (id) => document.getElementById(id);
 const canvas = $("frame-canvas"), ctx = canvas.getContext("2d");
 const timeline = $("timeline"), tctx = timeline.getContext("2d");
 let fileId = null, info = null, index = 0, playing = null, loading = false, drag = null, image = null;
+// Bumped after each render: a frame URL seen before would be taken from the page's image cache.
+let version = 0;
 
 function url(path, params = {}) {
   const query = new URLSearchParams({ ...params, token });
@@ -63,9 +65,14 @@ function show(i) {
   loading = true;
   return new Promise((resolve) => {
     const next = new Image();
-    next.onload = () => { image = next; loading = false; paint(); drawTimeline(); resolve(); };
+    const shown = `${index}:${version}`;
+    next.onload = () => {
+      image = next; loading = false; paint(); drawTimeline();
+      canvas.dataset.shown = shown;  // which frame the canvas shows (tests wait for it)
+      resolve();
+    };
     next.onerror = () => { loading = false; resolve(); };
-    next.src = url(`/api/files/${fileId}/frames/${index}`, { view });
+    next.src = url(`/api/files/${fileId}/frames/${index}`, { view, v: version });
   });
 }
 
@@ -205,7 +212,7 @@ $("render").onclick = async () => {
     if (s.state === "running") { status(`rendering ${s.done}/${s.total}`); return; }
     clearInterval(poll);
     status(s.state === "done" ? "rendered" : `render failed: ${s.error}`);
-    if (s.state === "done") { await refresh(); await show(index); }
+    if (s.state === "done") { version += 1; await refresh(); await show(index); }
   }, 300);
 };
 loadFiles().catch((error) => status(`error: ${error.message}`));
