@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from facepriv.media import MediaItem
+from facepriv.node import AbstractNode
 from facepriv.outputs import inside_output_dir
 
 
@@ -36,6 +37,43 @@ class FileBoundary:
         """The file in progress when the run stops (its last frame was seen), if any."""
         ended, self.item = self.item, None
         return ended
+
+
+class PerFileWriter(AbstractNode):
+    """Base of output nodes that write one record per input file once the file is complete
+    (output.audit_log, output.tracks); an interrupted run writes none for its last file."""
+
+    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._files = FileBoundary()
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        before = self._files.item
+        ended = self._files.step(inputs)
+        if ended is not None:
+            self.finish_file(ended)
+        item = self._files.item
+        if item is not None:
+            if item is not before:
+                self.start_file(item)
+            self.add_frame(item, inputs)
+        return {}
+
+    def release(self, completed: bool = True) -> None:
+        item = self._files.end()
+        if completed and item is not None:
+            self.finish_file(item)
+
+    def start_file(self, item: MediaItem) -> None:
+        """A new input file begins."""
+
+    def add_frame(self, item: MediaItem, inputs: dict[str, Any]) -> None:
+        """One frame of ``item``."""
+        raise NotImplementedError
+
+    def finish_file(self, item: MediaItem) -> None:
+        """``item``'s last frame was seen: write its record."""
+        raise NotImplementedError
 
 
 def sidecar_path(output_dir: Path, item: MediaItem, suffix: str) -> Path:

@@ -130,3 +130,30 @@ def test_render_fails_a_file_whose_tracks_do_not_match_its_frames(tmp_path: Path
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "tracks file lists" in result.stderr
     assert not (tmp_path / "out" / "peekingduck_wave.mp4").exists()
+
+
+def test_photos_are_one_frame_tracks_files_and_render_keeps_a_kept_face(tmp_path: Path,
+                                                                         sample_video: Path) -> None:
+    import cv2
+
+    (tmp_path / "in").mkdir()
+    frame = read_frames(sample_video)[0]
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), frame)
+    original = (tmp_path / "in" / "a.png").read_bytes()
+    config = tmp_path / "photos.yml"
+    config.write_text(f"nodes:\n- input.visual:\n    source: {tmp_path / 'in'}\n- model.centerface\n"
+                      f"- dabble.persist_bbox\n- output.tracks:\n    output_dir: {tmp_path / 'out'}\n"
+                      f"- draw.fill_bbox\n- output.media_writer:\n    output_dir: {tmp_path / 'out'}\n")
+    api.run(config)
+    data = load_tracks(tmp_path / "out" / "a.png.tracks.json")
+    assert data["kind"] == "image" and len(data["frames"]) == 1 and len(data["frames"][0]["faces"]) == 1
+    face = data["frames"][0]["faces"][0]
+    hidden = cv2.imread(str(tmp_path / "out" / "a.png"))
+    assert ssim(crop(frame, face), crop(hidden, face)) < 0.5
+    data["keep"] = [face[4]]
+    save_tracks(tmp_path / "out" / "a.png.tracks.json", data)
+    api.render([tmp_path / "out" / "a.png.tracks.json"], config,
+               {"output.media_writer": {"output_dir": str(tmp_path / "rendered")}})
+    shown = cv2.imread(str(tmp_path / "rendered" / "a.png"))
+    assert ssim(crop(frame, face), crop(shown, face)) > 0.95
+    assert (tmp_path / "in" / "a.png").read_bytes() == original, "the input is never modified"

@@ -17,28 +17,22 @@ import numpy as np
 
 from facepriv import __version__
 from facepriv.media import MediaItem
-from facepriv.node import AbstractNode
 from facepriv.outputs import ensure_writable_dir, write_text_atomically
-from facepriv.per_file import FileBoundary, sidecar_path
+from facepriv.per_file import PerFileWriter, sidecar_path
 
 
-class Node(AbstractNode):
+class Node(PerFileWriter):
     """Counts per file and writes ``<output_dir>/<input name>.audit.json`` when it ends."""
 
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self._dir = ensure_writable_dir(Path(self.output_dir), "output.audit_log.output_dir")
-        self._files = FileBoundary()
         self._counts: dict[str, Any] = {}
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        ended = self._files.step(inputs)
-        if ended is not None:
-            self._write(ended)
-        if ended is not None or not self._counts:
-            self._counts = _new_counts()
-        if self._files.item is None:
-            return {}
+    def start_file(self, item: MediaItem) -> None:
+        self._counts = _new_counts()
+
+    def add_frame(self, item: MediaItem, inputs: dict[str, Any]) -> None:
         faces = len(np.asarray(inputs["bboxes"]).reshape(-1, 4))
         held = int(np.count_nonzero(inputs.get("bbox_held", ())))
         counts = self._counts
@@ -47,14 +41,8 @@ class Node(AbstractNode):
         counts["faces_masked"] += faces
         counts["masks_held"] += held
         counts["frames_with_held_masks"] += int(held > 0)
-        return {}
 
-    def release(self, completed: bool = True) -> None:
-        item = self._files.end()
-        if completed and item is not None:
-            self._write(item)
-
-    def _write(self, item: MediaItem) -> None:
+    def finish_file(self, item: MediaItem) -> None:
         record = {
             "input": str(item.path) if item.path is not None else item.name,
             "kind": item.kind,

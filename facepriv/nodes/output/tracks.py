@@ -17,33 +17,27 @@ import numpy as np
 
 from facepriv import __version__
 from facepriv.media import MediaItem
-from facepriv.node import AbstractNode
 from facepriv.outputs import ensure_writable_dir
-from facepriv.per_file import FileBoundary, sidecar_path
+from facepriv.per_file import PerFileWriter, sidecar_path
 from facepriv.tracks_file import SUFFIX, pixel_box, save_tracks
 
 WRITER = "output.media_writer"
 
 
-class Node(AbstractNode):
+class Node(PerFileWriter):
     """Collects each frame's boxes; writes ``<output_dir>/<input name>.tracks.json`` per file."""
 
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self._dir = ensure_writable_dir(Path(self.output_dir), "output.tracks.output_dir")
-        self._files = FileBoundary()
         self._frames: list[dict[str, Any]] = []
         self._size: tuple[int, int] = (0, 0)
         self._next_id = 0  # track ids for boxes that came without one
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        ended = self._files.step(inputs)
-        if ended is not None:
-            self._write(ended)
-        if self._files.item is None:
-            return {}
-        if not self._frames:  # this file's first frame
-            self._next_id = 0
+    def start_file(self, item: MediaItem) -> None:
+        self._frames, self._next_id = [], 0
+
+    def add_frame(self, item: MediaItem, inputs: dict[str, Any]) -> None:
         height, width = inputs["img"].shape[:2]
         self._size = (width, height)
         boxes = np.asarray(inputs["bboxes"], dtype=np.float64).reshape(-1, 4)
@@ -61,14 +55,8 @@ class Node(AbstractNode):
             "scores": [round(float(score), 3) for score in scores],
             "held": [bool(flag) for flag in held],
         })
-        return {}
 
-    def release(self, completed: bool = True) -> None:
-        item = self._files.end()
-        if completed and item is not None:
-            self._write(item)
-
-    def _write(self, item: MediaItem) -> None:
+    def finish_file(self, item: MediaItem) -> None:
         frames, self._frames = self._frames, []
         if item.failed or item.path is None or not frames:
             return  # no output for a damaged input; a live source has nothing to render again
