@@ -139,6 +139,7 @@ def test_photos_are_one_frame_tracks_files_and_render_keeps_a_kept_face(tmp_path
     (tmp_path / "in").mkdir()
     frame = read_frames(sample_video)[0]
     cv2.imwrite(str(tmp_path / "in" / "a.png"), frame)
+    cv2.imwrite(str(tmp_path / "in" / "b.jpg"), frame)
     original = (tmp_path / "in" / "a.png").read_bytes()
     config = tmp_path / "photos.yml"
     config.write_text(f"nodes:\n- input.visual:\n    source: {tmp_path / 'in'}\n- model.centerface\n"
@@ -152,8 +153,10 @@ def test_photos_are_one_frame_tracks_files_and_render_keeps_a_kept_face(tmp_path
     assert ssim(crop(frame, face), crop(hidden, face)) < 0.5
     data["keep"] = [face[4]]
     save_tracks(tmp_path / "out" / "a.png.tracks.json", data)
-    api.render([tmp_path / "out" / "a.png.tracks.json"], config,
+    api.render([tmp_path / "out" / "a.png.tracks.json", tmp_path / "out" / "b.jpg.tracks.json"], config,
                {"output.media_writer": {"output_dir": str(tmp_path / "rendered")}})
     shown = cv2.imread(str(tmp_path / "rendered" / "a.png"))
     assert ssim(crop(frame, face), crop(shown, face)) > 0.95
+    other = cv2.imread(str(tmp_path / "rendered" / "b.jpg"))  # its file keeps nothing: hidden
+    assert ssim(crop(frame, face), crop(other, face)) < 0.5
     assert (tmp_path / "in" / "a.png").read_bytes() == original, "the input is never modified"
