@@ -4,7 +4,8 @@ Every request must carry the session's token (``?token=`` or the ``X-Review-Toke
 header): without one it gets 401, with a wrong one 403. Only the Host names 127.0.0.1
 and localhost are answered (a page elsewhere cannot reach the server through DNS
 rebinding). Requests that change anything (keep, add, save, render) are POST only.
-Files are named by their position in the library; static files by an exact name.
+Files are named by their position in the library; static files by an exact name. Decoding
+runs in Starlette's thread pool (frame sources lock themselves).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -82,13 +84,13 @@ def create_app(library: Library, token: str, config_path: str | None = None) -> 
         source = item.output if request.query_params.get("view", "output") == "output" else item.input
         if source is None:
             return JSONResponse({"error": "this file has no output in the reviewed folder"}, status_code=404)
-        data = source.jpeg(int(request.path_params["index"]))
+        data = await run_in_threadpool(source.jpeg, request.path_params["index"])
         if data is None:
             return JSONResponse({"error": "no such frame"}, status_code=404)
         return Response(data, media_type="image/jpeg", headers=NO_CACHE)
 
     async def thumbnail(request: Request) -> Response:
-        data = chosen(request).thumbnail(int(request.path_params["track"]))
+        data = await run_in_threadpool(chosen(request).thumbnail, request.path_params["track"])
         if data is None:
             return JSONResponse({"error": "no such track"}, status_code=404)
         return Response(data, media_type="image/jpeg")
@@ -99,8 +101,10 @@ def create_app(library: Library, token: str, config_path: str | None = None) -> 
 
     async def add(request: Request) -> Response:
         body = await request.json()
-        result = chosen(request).add_box(int(body["frame"]), [float(v) for v in body["box"]],
-                                         int(body.get("back", 0)), int(body.get("forward", 0)))
+        # Decoding and following take a while: off the event loop, so the page stays answered.
+        result = await run_in_threadpool(chosen(request).add_box, int(body["frame"]),
+                                         [float(v) for v in body["box"]], int(body.get("back", 0)),
+                                         int(body.get("forward", 0)))
         return JSONResponse(result)
 
     async def save(request: Request) -> Response:

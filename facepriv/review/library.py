@@ -54,6 +54,10 @@ class ReviewFile:
     # ------------------------------------------------------------------ what the page shows
     def summary(self) -> dict[str, Any]:
         """Tracks, per-frame boxes and the frames worth a look."""
+        with self.lock:  # not while add_box appends to the frames
+            return self._summary()
+
+    def _summary(self) -> dict[str, Any]:
         frames = self.data["frames"]
         tracks: dict[int, dict[str, Any]] = {}
         boxes, markers, last_count = [], [], None
