@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +118,12 @@ def run(
 
         with serial_session(resolve_nodes(run_config, overrides)) as extras:
             summary = Pipeline(build_nodes(run_config, overrides, extras=extras)).run(num_iter=num_iter)
-    logger.info(
-        "run finished: %d frame(s) in %.1f s", summary.iterations, summary.seconds
-    )
+    return _finished(summary)
+
+
+def _finished(summary: RunSummary, verb: str = "run") -> RunSummary:
+    """Log the run's end; raise RunFailure naming the inputs that could not be processed."""
+    logger.info("%s finished: %d frame(s) in %.1f s", verb, summary.iterations, summary.seconds)
     if summary.failed_items:
         for item in summary.failed_items:
             logger.error("not processed: %s", item)
@@ -129,3 +132,47 @@ def run(
             "fix or remove them and run again"
         )
     return summary
+
+
+RENDER_SKIPS = ("output.tracks",)  # it would write the file being rendered again, keep list lost
+
+
+def render(
+    tracks: Sequence[str | Path],
+    config_path: str | Path | None = None,
+    node_config: str | dict[str, dict[str, Any]] | None = None,
+    *,
+    nodes: list[tuple[str, dict[str, Any]]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Render the inputs of tracks files (output.tracks) again with the boxes of the files.
+
+    No model or dabble node runs: input.tracks hands on each frame with the file's boxes
+    (tracks in ``keep`` left out, boxes a reviewer added included), then the draw and output
+    nodes of ``config_path`` (or ``nodes``, as a tracks file records them) run as in
+    ``run``. Files are rendered one after the other (serial). ``progress(done, total)`` is
+    called after every frame.
+    """
+    if not tracks:
+        raise ConfigError("render needs at least one tracks file: pass --tracks FILE")
+    if nodes is None:
+        if config_path is None:
+            raise ConfigError("render needs a run config for its draw and output nodes: pass --config_path")
+        nodes = load_run_config(config_path).nodes
+    chosen = [(name, settings) for name, settings in nodes
+              if name.split(".")[0] in ("draw", "output") and name not in RENDER_SKIPS]
+    if not any(name.startswith("draw.") for name, _ in chosen):
+        raise ConfigError("the render config has no draw node to hide the faces with: add one such as "
+                          "draw.fill_bbox")
+    if not any(name.startswith("output.") for name, _ in chosen):
+        raise ConfigError("the render config has no output node: add output.media_writer")
+    run_config = RunConfig([("input.tracks", {"source": [str(path) for path in tracks]}), *chosen])
+    overrides = parse_node_config(node_config) if isinstance(node_config, str) else node_config
+    built = build_nodes(run_config, overrides)
+    source = built[0]
+
+    def tick() -> None:
+        if progress is not None:
+            progress(source.frames_out, source.total_frames)  # type: ignore[attr-defined]
+
+    return _finished(Pipeline(built).run(on_tick=tick), "render")

@@ -107,11 +107,7 @@ def run(
     """Run the pipeline described by a run config."""
     _setup_logging(log_level)
     signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
-    if log_level.lower() != "debug":
-        # OpenCV and FFmpeg print their own warnings on stderr (a missing camera gives ten
-        # lines); facepriv reports those problems itself, in one line.
-        os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    _quiet_media_libraries(log_level)
     from facepriv import api
 
     api.run(config_path, node_config=node_config, num_iter=num_iter, engine=engine, workers=workers,
@@ -122,6 +118,57 @@ def _stop_like_ctrl_c(signum: int, frame: object) -> None:
     """SIGTERM (kill, a service manager, a container stopping) ends a run as Ctrl-C does:
     unfinished outputs are discarded, and the exit code is 130."""
     raise KeyboardInterrupt
+
+
+@cli.command()
+@_config_path_option("Run config whose draw and output nodes render the files (its input, model and "
+                     "dabble nodes are not used).")
+@click.option(
+    "--tracks", "tracks", multiple=True, required=True, type=click.Path(dir_okay=False),
+    help="A <name>.tracks.json written by output.tracks (and perhaps reviewed); repeat for more. "
+    "Files are rendered one after the other.",
+)
+@click.option(
+    "--node_config", default=None,
+    help='Settings laid over the run config, e.g. \'{"output.media_writer": {"output_dir": "reviewed"}}\'.',
+)
+@_log_level_option("info")
+def render(config_path: str, tracks: tuple[str, ...], node_config: str | None, log_level: str) -> None:
+    """Render inputs again with the boxes of their tracks files, without detection: tracks in
+    the file's keep list stay visible, boxes added to it are hidden."""
+    _setup_logging(log_level)
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    _quiet_media_libraries(log_level)
+    from facepriv import api
+
+    api.render(list(tracks), config_path, node_config)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, show_default=True,
+              help="Port on 127.0.0.1 (0: a free one).")
+@click.option("--no-browser", "no_browser", is_flag=True, help="Print the page's address only.")
+@click.option("--config_path", default=None, type=click.Path(dir_okay=False),
+              help="Run config whose draw and output nodes 'render' uses  [default: the nodes recorded in "
+              "each tracks file, those of the run that wrote it].")
+@_log_level_option("warning")
+def review(directory: str, port: int, no_browser: bool, config_path: str | None, log_level: str) -> None:
+    """Review the outputs in DIRECTORY (with their <name>.tracks.json): step through them,
+    keep tracks visible, hide what was missed, save and render (needs facepriv[review])."""
+    _setup_logging(log_level)
+    _quiet_media_libraries(log_level)
+    from facepriv.review import serve
+
+    serve(Path(directory), port=port, open_browser=not no_browser, config_path=config_path)
+
+
+def _quiet_media_libraries(log_level: str) -> None:
+    if log_level.lower() != "debug":
+        # OpenCV and FFmpeg print their own warnings on stderr (a missing camera gives ten
+        # lines); facepriv reports those problems itself, in one line.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 @cli.command(name="eval")

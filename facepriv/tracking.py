@@ -68,6 +68,7 @@ class Track:
 
     shot: int  # the frame its shot starts at
     label: str = DEFAULT_LABEL  # the label of every detection it takes
+    id: int = 0  # unique within its video: what output.tracks and render call the track
     times: list[int] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
@@ -146,6 +147,7 @@ class FaceTracks:
         self.shot_starts: list[int] = []
         self._to_scene: dict[int, np.ndarray] = {}  # frame -> (frame coords -> scene coords)
         self._newest: int | None = None
+        self._next_id = 0  # track ids are never reused within a video
 
     def add(self, time: int, boxes: np.ndarray, scores: np.ndarray,
             motion: MotionStep | None = None, labels: np.ndarray | None = None) -> list[Track]:
@@ -176,7 +178,8 @@ class FaceTracks:
                 owners[same[box_index]] = mine[track_index]
         for box_index in range(len(scene_boxes)):
             if box_index not in owners:
-                owners[box_index] = Track(shot, label=names[box_index])
+                owners[box_index] = Track(shot, label=names[box_index], id=self._next_id)
+                self._next_id += 1
                 self.tracks.append(owners[box_index])
             owners[box_index].add(time, scene_boxes[box_index], scores[box_index])
         return [owners[box_index] for box_index in range(len(scene_boxes))]
@@ -184,16 +187,24 @@ class FaceTracks:
     def masks_at(self, time: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes (in the frame's coordinates), scores and labels of tracks that were not
         detected at ``time`` but persist there."""
+        boxes, scores, labels, _ = self.held_at(time)
+        return boxes, scores, labels
+
+    def held_at(self, time: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``masks_at`` plus each box's track id (output.tracks writes them, render keeps
+        a track visible by its id)."""
         if time not in self._to_scene:
-            return np.zeros((0, 4)), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=str)
-        found = [(held, track.label) for track in self.tracks
+            return (np.zeros((0, 4)), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=str),
+                    np.zeros(0, dtype=np.int64))
+        found = [(track, *held) for track in self.tracks
                  if (held := track.box_at(time, self.settings, self._shot_end(track.shot)))]
-        scene = np.array([box for (box, _), _ in found], dtype=np.float64).reshape(-1, 4)
+        scene = np.array([box for _, box, _ in found], dtype=np.float64).reshape(-1, 4)
         boxes = transform_boxes(np.linalg.inv(self._to_scene[time]), scene)
         visible = share_inside_unit_square(boxes) >= MIN_VISIBLE
-        scores = np.array([score for (_, score), _ in found], dtype=np.float32)
-        labels = np.array([label for _, label in found], dtype=str)
-        return boxes[visible], scores[visible], labels[visible]
+        scores = np.array([score for _, _, score in found], dtype=np.float32)
+        labels = np.array([track.label for track, _, _ in found], dtype=str)
+        ids = np.array([track.id for track, _, _ in found], dtype=np.int64)
+        return boxes[visible], scores[visible], labels[visible], ids[visible]
 
     def _shot_end(self, shot: int) -> float:
         index = bisect_right(self.shot_starts, shot)

@@ -230,3 +230,24 @@ def short_clip(sample_video, tmp_path_factory):
         for packet in stream.encode():
             target.mux(packet)
     return path
+
+
+@pytest.fixture(scope="session")
+def tracked_sample(tmp_path_factory: pytest.TempPathFactory, sample_video: Path) -> Path:
+    """The main job (configs/anonymize_video.yml) plus output.tracks, run once on the bundled
+    sample: the folder holding its output and ``peekingduck_wave.mp4.tracks.json``."""
+    import yaml
+
+    from facepriv import api
+
+    folder = tmp_path_factory.mktemp("tracked")
+    config = yaml.safe_load((REPO_DIR / "configs" / "anonymize_video.yml").read_text())
+    nodes = config["nodes"]
+    nodes[0] = {"input.visual": {"source": str(sample_video)}}
+    after = next(i for i, node in enumerate(nodes) if node == "dabble.persist_bbox")
+    nodes.insert(after + 1, {"output.tracks": {"output_dir": str(folder)}})
+    nodes[-1]["output.media_writer"]["output_dir"] = str(folder)
+    path = folder / "main_job_with_tracks.yml"
+    path.write_text(yaml.safe_dump(config))
+    api.run(path)
+    return folder

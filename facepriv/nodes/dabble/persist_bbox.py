@@ -3,8 +3,9 @@
 A detector that misses a face for one frame in thirty publishes that face. This node
 tracks faces (``facepriv.tracking``), following the camera's motion and cuts
 (``facepriv.camera_motion``), and adds a box for every face that persists in a frame
-without its detection; ``bbox_held`` marks those boxes. Each label is tracked on its own
-and a held box keeps its label.
+without its detection; ``bbox_held`` marks those boxes and ``bbox_tracks`` gives each box
+its track id (unique within a video; output.tracks writes them). Each label is tracked on
+its own and a held box keeps its label.
 
 To fill a gap from both sides, or mask a face before its first detection, a frame must
 wait for later ones. Video frames therefore wait (``lookahead: window``, a bounded
@@ -131,22 +132,26 @@ class Node(AbstractNode):
         pool = waiting.pool
         boxes = np.asarray(pool["bboxes"], dtype=np.float32).reshape(-1, 4)
         labels, scores = np.asarray(pool["bbox_labels"]), np.asarray(pool["bbox_scores"], dtype=np.float32)
+        # A photo's (or an untracked frame's) boxes are each their own track.
+        ids = np.array([track.id for track in waiting.owners] if waiting.owners else range(len(boxes)),
+                       dtype=np.int64)
         if waiting.owners and self.drop_unconfirmed and self._delay(waiting.item) > 0:
             kept = np.array([score >= self.confirm_score or track.confirmed(self.settings)
                              for score, track in zip(scores, waiting.owners, strict=True)], dtype=bool)
-            boxes, labels, scores = boxes[kept], labels[kept], scores[kept]
+            boxes, labels, scores, ids = boxes[kept], labels[kept], scores[kept], ids[kept]
         held = np.zeros(len(boxes), dtype=bool)
         if waiting.tracks is not None:
-            extra, extra_scores, extra_labels = waiting.tracks.masks_at(waiting.time)
+            extra, extra_scores, extra_labels, extra_ids = waiting.tracks.held_at(waiting.time)
             if len(extra):
                 boxes = np.vstack([boxes, np.clip(extra, 0.0, 1.0).astype(np.float32)])
                 labels = np.concatenate([labels, extra_labels])  # a held plate stays a plate
                 scores = np.concatenate([scores, extra_scores])
                 held = np.concatenate([held, np.ones(len(extra), dtype=bool)])
+                ids = np.concatenate([ids, extra_ids])
             waiting.tracks.forget_before(waiting.time + 1)
         if pool["img"] is None:
             pool["img"] = self._replayed(waiting)
-        pool.update(bboxes=boxes, bbox_labels=labels, bbox_scores=scores, bbox_held=held)
+        pool.update(bboxes=boxes, bbox_labels=labels, bbox_scores=scores, bbox_held=held, bbox_tracks=ids)
         return pool
 
     def _replayed(self, waiting: _Waiting) -> np.ndarray:

@@ -17,27 +17,22 @@ import numpy as np
 
 from facepriv import __version__
 from facepriv.media import MediaItem
-from facepriv.node import AbstractNode
-from facepriv.outputs import ensure_writable_dir, inside_output_dir, write_text_atomically
+from facepriv.outputs import ensure_writable_dir, write_text_atomically
+from facepriv.per_file import PerFileWriter, sidecar_path
 
 
-class Node(AbstractNode):
+class Node(PerFileWriter):
     """Counts per file and writes ``<output_dir>/<input name>.audit.json`` when it ends."""
 
     def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self._dir = ensure_writable_dir(Path(self.output_dir), "output.audit_log.output_dir")
-        self._item: MediaItem | None = None
         self._counts: dict[str, Any] = {}
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        info = inputs.get("frame_info")
-        item = None if inputs.get("pipeline_end") or info is None else info.item
-        if item is not self._item:
-            self._write()
-            self._item, self._counts = item, _new_counts()
-        if item is None:
-            return {}
+    def start_file(self, item: MediaItem) -> None:
+        self._counts = _new_counts()
+
+    def add_frame(self, item: MediaItem, inputs: dict[str, Any]) -> None:
         faces = len(np.asarray(inputs["bboxes"]).reshape(-1, 4))
         held = int(np.count_nonzero(inputs.get("bbox_held", ())))
         counts = self._counts
@@ -50,18 +45,8 @@ class Node(AbstractNode):
             for label in np.asarray(labels).astype(str).tolist():
                 counts["masked_by_label"][label] = counts["masked_by_label"].get(label, 0) + 1
         counts["frames_with_held_masks"] += int(held > 0)
-        return {}
 
-    def release(self, completed: bool = True) -> None:
-        if completed:
-            self._write()
-        self._item = None
-
-    def _write(self) -> None:
-        item = self._item
-        if item is None:
-            return
-        name = inside_output_dir(item.name)
+    def finish_file(self, item: MediaItem) -> None:
         record = {
             "input": str(item.path) if item.path is not None else item.name,
             "kind": item.kind,
@@ -72,8 +57,7 @@ class Node(AbstractNode):
             "facepriv_version": __version__,
             "nodes": [{"node": node, "settings": _jsonable(conf)} for node, conf in self.run_settings],
         }
-        path = self._dir / f"{name}.audit.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = sidecar_path(self._dir, item, ".audit.json")
         write_text_atomically(path, json.dumps(record, indent=2) + "\n")
         self.logger.info("wrote %s", path)
 
