@@ -9,7 +9,8 @@ a busy machine slows them alike:
 * ``main``: ``configs/anonymize_video.yml`` as it is (model.centerface, dabble.persist_bbox,
   dabble.fps, draw.fill_bbox, output.media_writer), its source and output swapped;
 * ``every<n>`` for each ``--detect_every n``: the main job with model.centerface's
-  ``detect_every`` set to n (1 is the exact path: every frame detected).
+  ``detect_every`` set to n (1 is the exact path: every frame detected); ``n:s`` also sets
+  ``keyframe_faint_score`` to s.
 
 Each run is a fresh pipeline (models loaded outside the timed part) over the clip's first
 --frames frames, to its end.
@@ -50,7 +51,9 @@ def pipeline_nodes(variant: str, clip: Path, out_dir: Path) -> list:
     if variant == "io":
         config = RunConfig(nodes=[("input.visual", {}), ("output.media_writer", {})])
     elif variant.startswith("every"):
-        overrides["model.centerface"] = {"detect_every": int(variant[len("every"):])}
+        every, _, faint = variant[len("every"):].partition(":")
+        overrides["model.centerface"] = {"detect_every": int(every),
+                                         **({"keyframe_faint_score": float(faint)} if faint else {})}
     return build_nodes(config, overrides)
 
 
@@ -103,8 +106,9 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, default=None, help="a video (default: the sample at 1280x720)")
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--detect_every", type=int, nargs="*", default=[],
-                        help="also run the main job with these detect_every values")
+    parser.add_argument("--detect_every", nargs="*", default=[],
+                        help="also run the main job with these detect_every values (N, or N:S to set "
+                             "keyframe_faint_score S too)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:
