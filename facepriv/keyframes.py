@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from facepriv.camera_motion import thumbnail
-from facepriv.geometry import iou_matrix
+from facepriv.camera_motion import IDENTITY, CameraMotion
+from facepriv.geometry import iou_matrix, transform_boxes
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # (N x 4 pixel boxes, N scores, N labels)
 # Thumbnails of consecutive frames of one shot correlate at 0.6 or more, across a cut at
@@ -48,6 +48,7 @@ ABRUPT_CHANGE = 0.6
 class _Frame:
     pool: dict[str, Any]
     chain: object | None  # frames of one video file share it; None: decided on its own
+    to_scene: np.ndarray  # normalised frame coordinates -> the shot's first frame's (camera motion)
     job: Future[Detections] | None = None
     result: Detections | None = None
 
@@ -84,26 +85,38 @@ class KeyFrameDetector:
         self._chain: object | None = None
         self._anchor: _Frame | None = None  # the last detected frame handed on
         self._since_key = 0
-        self._thumbnail: np.ndarray | None = None
+        self._motion = CameraMotion()
+        self._to_scene = IDENTITY
+        self._recent_faces = np.zeros((0, 4))  # normalised boxes of the newest detected frame
 
     # ------------------------------------------------------------------ frames in
     def add(self, pool: dict[str, Any], chain: object | None) -> None:
-        """Queue a frame; ``chain`` identifies its video file (None: decide it on its own)."""
+        """Queue a frame; ``chain`` identifies its video file (None: decide it on its own).
+
+        A video frame's camera motion since the frame before is put in the pool under
+        ``camera_motion`` (a ``MotionStep``), so that a tracker after this node need not
+        estimate it again."""
         if chain is None or chain is not self._chain:
             self.end_chain()
-        frame = _Frame(pool, chain)
-        tiny = thumbnail(pool["img"])
+            self._motion, self._to_scene = CameraMotion(), IDENTITY
+        step = None
+        if chain is not None:
+            step = self._motion.update(pool["img"])
+            self._motion.avoid(self._recent_faces)
+            pool["camera_motion"] = step
+            self._to_scene = IDENTITY if step.cut else self._to_scene @ np.linalg.inv(step.matrix)
+        frame = _Frame(pool, chain, self._to_scene)
         if chain is None or chain is not self._chain or self._since_key + 1 >= self.every:
             self._submit(frame)
             self._since_key = 0
-        elif self._thumbnail is not None and float((tiny * self._thumbnail).sum()) < ABRUPT_CHANGE:
+        elif step is not None and (step.cut or step.resemblance < ABRUPT_CHANGE):
             if self._frames and not self._frames[-1].detected:
                 self._submit(self._frames[-1])
             self._submit(frame)
             self._since_key = 0
         else:
             self._since_key += 1
-        self._chain, self._thumbnail = chain, tiny
+        self._chain = chain
         self._frames.append(frame)
 
     def end_chain(self) -> None:
@@ -142,8 +155,9 @@ class KeyFrameDetector:
             if frame.job is not None:
                 frame.job.cancel()
         self._frames.clear()
-        self._chain = self._anchor = self._thumbnail = None
+        self._chain = self._anchor = None
         self._since_key = 0
+        self._motion, self._to_scene = CameraMotion(), IDENTITY
 
     def close(self) -> None:
         self.clear()
@@ -160,6 +174,7 @@ class KeyFrameDetector:
                 frame.result = frame.job.result()
             else:
                 frame.result = self._whole_frame(frame.pool["img"])
+            self._recent_faces = _normalised(frame.result[0], frame.pool["img"])
         return frame.result is not None and frame.job is not None
 
     def _wait_for_oldest_job(self) -> bool:
@@ -189,16 +204,21 @@ class KeyFrameDetector:
             start, start_index = frame, index
 
     def _decide_between(self, first: _Frame, start: int, end: int) -> None:
+        """Compare the faces of two detected frames where the camera's motion puts them in the
+        scene (the first frame of the shot), so that a pan or a zoom is no disagreement."""
         last = self._frames[end]
         assert first.result is not None and last.result is not None
         if self._frames[end - 1].decided:
             return  # decided on an earlier call
-        stretch = compare(first.result, last.result, self.min_iou, self.faint_score)
+        stretch = compare(_in_scene(first), _in_scene(last), self.min_iou, self.faint_score)
         if stretch is None:
             self._submit(self._frames[(start + end) // 2])
             return
         for index in range(start + 1, end):
-            self._frames[index].result = stretch.at((index - start) / (end - start))
+            frame = self._frames[index]
+            boxes, scores, labels = stretch.at((index - start) / (end - start))
+            moved = transform_boxes(np.linalg.inv(frame.to_scene), boxes)
+            frame.result = (_pixels(moved, frame.pool["img"]), scores, labels)
 
 
 @dataclass
@@ -241,3 +261,21 @@ def compare(first: Detections, second: Detections, min_iou: float, faint_score: 
     if any(scores_a[only_a] >= faint_score) or any(scores_b[only_b] >= faint_score):
         return None
     return Stretch(first, second, pairs, only_a, only_b)
+
+
+def _normalised(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:
+    height, width = np.asarray(image).shape[:2]
+    return np.asarray(boxes, np.float64).reshape(-1, 4) / np.array([width, height, width, height])
+
+
+def _pixels(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:
+    height, width = np.asarray(image).shape[:2]
+    return (np.asarray(boxes, np.float64).reshape(-1, 4) * np.array([width, height, width, height])
+            ).astype(np.float32)
+
+
+def _in_scene(frame: _Frame) -> Detections:
+    """A detected frame's boxes in normalised scene coordinates."""
+    assert frame.result is not None
+    boxes, scores, labels = frame.result
+    return transform_boxes(frame.to_scene, _normalised(boxes, frame.pool["img"])), scores, labels

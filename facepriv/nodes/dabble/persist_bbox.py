@@ -97,10 +97,12 @@ class Node(AbstractNode):
         image = pool["img"]
         owners: list[Track] = []
         if self._tracks is not None:
-            motion = self._motion.update(image) if self._motion is not None else None
+            # A detector on key frames has followed the camera already (model.centerface detect_every).
+            shared = pool.get("camera_motion") if self._motion is not None else None
+            motion = shared or (self._motion.update(image) if self._motion is not None else None)
             owners = self._tracks.add(time, pool["bboxes"], pool["bbox_scores"], motion,
                                       labels=pool.get("bbox_labels"))
-            if self._motion is not None:
+            if self._motion is not None and shared is None:
                 held, _, _ = self._tracks.masks_at(time)
                 self._motion.avoid(np.vstack([np.reshape(pool["bboxes"], (-1, 4)), held]))
         if self._delay(item) == float("inf"):
