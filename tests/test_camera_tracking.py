@@ -302,3 +302,26 @@ def test_main_job_on_pan_dev_hides_every_face_without_stray_masks(videos_dir):
     # before camera motion, cuts and confirmation: collateral 12.0 %, spurious 9.5 %; now 2.8
     # and 0.47 % (issue 14 asks for 4 and 0.5 %), with room for another CPU's float rounding
     assert video["collateral"] <= 3.5 and video["spurious"] <= 0.6
+
+
+@pytest.mark.slow
+def test_key_frames_follow_a_panning_zooming_camera(photo):
+    """model.centerface detect_every: a pan and zoom is no disagreement between two detected
+    frames (they are compared in scene coordinates), and the boxes of the frames between,
+    moved with the camera, cover the face as well as detecting every frame does."""
+    image, face = photo
+    frames, transforms = film(image, swaying_camera(41))
+    coverage = {}
+    for every in (1, 8):
+        detector = build_node("model.centerface", {"score_threshold": 0.1, "detect_every": every})
+        collect = Collect()
+        Pipeline([Frames(frames), detector, collect]).run()
+        assert collect.order == list(range(41))
+        coverage[every] = [max([covered(transform_boxes(matrix, face)[0], box)  # (the face leaves
+                                for box in frame_pixels(collect.frames[index]["bboxes"])] or [0.0])
+                           for index, matrix in enumerate(transforms)]  # the frame as it zooms in)
+        if every > 1:
+            assert detector.frames_detected <= 12  # keys 0, 8, ..., 40 and a few more, not every frame
+    assert min(coverage[1][:20]) > 0.95
+    for index, (exact, fast) in enumerate(zip(coverage[1], coverage[8], strict=True)):
+        assert fast >= exact - 0.05, index
