@@ -99,10 +99,9 @@ class FaceDetectorNode(AbstractNode):
                 end, self._end = self._end, None
                 return end
             return None
-        pool, detections, carried = decided
+        pool, detections = decided
         frame = HeldFrame(pool)  # its boxes go after an earlier detector's, if there is one
-        merge_outputs(frame, {**self._outputs(pool["img"], detections), "bbox_carried": carried},
-                      (*self.appends, "bbox_carried"))
+        merge_outputs(frame, self._outputs(pool["img"], detections), self.appends)
         return frame
 
     @staticmethod

@@ -51,7 +51,6 @@ class _Frame:
     to_scene: np.ndarray  # normalised frame coordinates -> the shot's first frame's (camera motion)
     job: Future[Detections] | None = None
     result: Detections | None = None
-    carried: np.ndarray | None = None  # per box of result: kept from a detected frame beside it
 
     @property
     def decided(self) -> bool:
@@ -137,9 +136,8 @@ class KeyFrameDetector:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def pop(self, wait: bool) -> tuple[dict[str, Any], Detections, np.ndarray] | None:
-        """The oldest frame, its faces once decided and which of them were carried (kept
-        from a detected frame beside it, see ``Stretch``); with ``wait``, waits for them."""
+    def pop(self, wait: bool) -> tuple[dict[str, Any], Detections] | None:
+        """The oldest frame and its faces once decided; with ``wait``, waits for them."""
         while not self.ready():
             if not wait or not self._frames:
                 return None
@@ -149,8 +147,7 @@ class KeyFrameDetector:
         if frame.detected:
             self._anchor = frame
         assert frame.result is not None
-        carried = frame.carried if frame.carried is not None else np.zeros(len(frame.result[0]), bool)
-        return frame.pool, frame.result, carried
+        return frame.pool, frame.result
 
     def clear(self) -> None:
         """Forget every waiting frame (a run that stopped early); detections under way are dropped."""
@@ -222,7 +219,6 @@ class KeyFrameDetector:
             boxes, scores, labels = stretch.at((index - start) / (end - start))
             moved = transform_boxes(np.linalg.inv(frame.to_scene), boxes)
             frame.result = (_pixels(moved, frame.pool["img"]), scores, labels)
-            frame.carried = np.arange(len(boxes)) >= len(stretch.pairs)
 
 
 @dataclass

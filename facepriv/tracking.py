@@ -75,14 +75,12 @@ class Track:
     best_score: float = 0.0
     detections: int = 0  # including those forgotten
 
-    def add(self, time: int, box: np.ndarray, score: float, sighting: bool = True) -> None:
-        """``sighting`` False: a box kept from a neighbouring frame, followed but not counted
-        as a detection towards confirming the face."""
+    def add(self, time: int, box: np.ndarray, score: float) -> None:
         self.times.append(time)
         self.boxes.append(np.asarray(box, dtype=np.float64))
         self.scores.append(float(score))
         self.best_score = max(self.best_score, float(score))
-        self.detections += int(sighting)
+        self.detections += 1
 
     def confirmed(self, settings: TrackSettings) -> bool:
         if self.detections < settings.min_detections:
@@ -152,15 +150,12 @@ class FaceTracks:
         self._next_id = 0  # track ids are never reused within a video
 
     def add(self, time: int, boxes: np.ndarray, scores: np.ndarray,
-            motion: MotionStep | None = None, labels: np.ndarray | None = None,
-            carried: np.ndarray | None = None) -> list[Track]:
+            motion: MotionStep | None = None, labels: np.ndarray | None = None) -> list[Track]:
         """Associate one frame's detections (frames must come in order) with the tracks of
         their label; returns each detection's track.
 
         ``motion`` is how the picture moved since the previous frame (None: not at all);
-        ``labels`` holds each detection's label (None: all ``face``); ``carried`` marks boxes
-        kept from a neighbouring frame rather than found on this one (not counted as
-        sightings; None, or a length that does not fit: every box counts).
+        ``labels`` holds each detection's label (None: all ``face``).
         """
         if self._newest is None or (motion is not None and motion.cut):
             self.shot_starts.append(time)
@@ -174,9 +169,6 @@ class FaceTracks:
         reach = self.settings.hold_frames + 1
         live = [t for t in self.tracks if t.shot == shot and time - t.times[-1] <= reach]
         names = _labels(labels, len(scene_boxes))
-        kept_over = np.zeros(len(scene_boxes), dtype=bool)
-        if carried is not None and len(carried) == len(scene_boxes):
-            kept_over = np.asarray(carried, dtype=bool)
         owners: dict[int, Track] = {}
         for label in dict.fromkeys(names):
             same = [index for index, name in enumerate(names) if name == label]
@@ -189,8 +181,7 @@ class FaceTracks:
                 owners[box_index] = Track(shot, label=names[box_index], id=self._next_id)
                 self._next_id += 1
                 self.tracks.append(owners[box_index])
-            owners[box_index].add(time, scene_boxes[box_index], scores[box_index],
-                                  sighting=not kept_over[box_index])
+            owners[box_index].add(time, scene_boxes[box_index], scores[box_index])
         return [owners[box_index] for box_index in range(len(scene_boxes))]
 
     def masks_at(self, time: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

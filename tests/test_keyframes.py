@@ -182,26 +182,3 @@ def test_held_frames_keep_an_earlier_detectors_boxes_of_their_own_frame(sample_f
         np.testing.assert_array_equal(pool["bboxes"][:own], exact[index]["bboxes"])  # not a newer frame's
         assert len(pool["bboxes"]) == len(pool["bbox_labels"]) == len(pool["bbox_scores"]) > own
     second.release()
-
-
-def test_faint_boxes_kept_over_frames_are_marked_and_not_counted_by_the_tracker(sample_frames):
-    from facepriv.keyframes import KeyFrameDetector
-    from facepriv.tracking import FaceTracks, TrackSettings
-
-    image = cv2.resize(sample_frames[0], (200, 100))  # a still camera; detections scripted below
-    found = {0: detections([[10, 10, 30, 30]], [0.9]),
-             4: detections([[10, 10, 30, 30], [150, 50, 170, 70]], [0.9, 0.2])}
-    keyframes = KeyFrameDetector(lambda img, pool: found[pool["index"]], lambda img: found[0], every=4,
-                                 min_iou=0.5, faint_score=0.3)
-    chain = object()
-    for index in range(5):
-        keyframes.add({"img": image, "index": index}, chain)
-    keyframes.end_chain()
-    out = [keyframes.pop(wait=True) for _ in range(5)]
-    keyframes.close()
-    assert [list(carried) for _, _, carried in out] == [[False], [False, True], [False, True],
-                                                         [False, True], [False, False]]
-    tracks = FaceTracks(TrackSettings())
-    for time, (_, (boxes, scores, _), carried) in enumerate(out):
-        owners = tracks.add(time, boxes / np.array([200, 100, 200, 100]), scores, carried=carried)
-    assert owners[0].detections == 5 and owners[1].detections == 1  # the faint box: once, where found

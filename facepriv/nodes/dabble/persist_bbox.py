@@ -101,7 +101,7 @@ class Node(AbstractNode):
             shared = pool.get("camera_motion") if self._motion is not None else None
             motion = shared or (self._motion.update(image) if self._motion is not None else None)
             owners = self._tracks.add(time, pool["bboxes"], pool["bbox_scores"], motion,
-                                      labels=pool.get("bbox_labels"), carried=pool.get("bbox_carried"))
+                                      labels=pool.get("bbox_labels"))
             if self._motion is not None and shared is None:
                 held, _, _ = self._tracks.masks_at(time)
                 self._motion.avoid(np.vstack([np.reshape(pool["bboxes"], (-1, 4)), held]))
@@ -153,7 +153,6 @@ class Node(AbstractNode):
             waiting.tracks.forget_before(waiting.time + 1)
         if pool["img"] is None:
             pool["img"] = self._replayed(waiting)
-        pool.pop("bbox_carried", None)  # told the tracks; no longer lines up with the boxes
         pool.update(bboxes=boxes, bbox_labels=labels, bbox_scores=scores, bbox_held=held, bbox_tracks=ids)
         return pool
 
