@@ -42,6 +42,9 @@ Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # (N x 4 pixel boxes, N 
 # 0.38 or less (camera_motion.py's calibration): below this the picture changed abruptly,
 # and both frames are detected.
 ABRUPT_CHANGE = 0.6
+# The camera's motion, estimated, turns and scales boxes a little on every frame; the frames
+# between two detected ones follow it only if it matches their faces clearly better.
+SCENE_MARGIN = 0.1
 
 
 @dataclass
@@ -204,19 +207,30 @@ class KeyFrameDetector:
             start, start_index = frame, index
 
     def _decide_between(self, first: _Frame, start: int, end: int) -> None:
-        """Compare the faces of two detected frames where the camera's motion puts them in the
-        scene (the first frame of the shot), so that a pan or a zoom is no disagreement."""
+        """Compare the faces of two detected frames in the picture and where the camera's
+        motion puts them in the scene (the first frame of the shot), so that a pan or a zoom
+        is no disagreement. Frames between follow whichever matches the faces better: the
+        scene when the camera moved, the picture when it did not (an estimate of the camera's
+        motion taken from a big waving arm drifts, and the masks would grow with it)."""
         last = self._frames[end]
         assert first.result is not None and last.result is not None
         if self._frames[end - 1].decided:
             return  # decided on an earlier call
-        stretch = compare(_in_scene(first), _in_scene(last), self.min_iou, self.faint_score)
-        if stretch is None:
+        in_picture = compare(first.result, last.result, self.min_iou, self.faint_score)
+        in_scene = compare(_in_scene(first), _in_scene(last), self.min_iou, self.faint_score)
+        if in_picture is None and in_scene is None:
             self._submit(self._frames[(start + end) // 2])
             return
+        if in_picture is not None and in_scene is not None:  # the scene if it explains the faces better
+            scene_better = in_scene.overlap > in_picture.overlap + SCENE_MARGIN
+            in_picture, in_scene = (None, in_scene) if scene_better else (in_picture, None)
         for index in range(start + 1, end):
-            frame = self._frames[index]
-            boxes, scores, labels = stretch.at((index - start) / (end - start))
+            frame, share = self._frames[index], (index - start) / (end - start)
+            if in_picture is not None:
+                frame.result = in_picture.at(share)
+                continue
+            assert in_scene is not None
+            boxes, scores, labels = in_scene.at(share)
             moved = transform_boxes(np.linalg.inv(frame.to_scene), boxes)
             frame.result = (_pixels(moved, frame.pool["img"]), scores, labels)
 
@@ -231,6 +245,7 @@ class Stretch:
     pairs: list[tuple[int, int]]  # (row in first, row in second): the same face
     faint_first: list[int]  # faint boxes of the first frame only, kept as they are
     faint_second: list[int]
+    overlap: float = 1.0  # mean IoU of the matched faces: how well the comparison explains them
 
     def at(self, share: float) -> Detections:
         (boxes_a, scores_a, labels_a), (boxes_b, scores_b, labels_b) = self.first, self.second
@@ -256,11 +271,13 @@ def compare(first: Detections, second: Detections, min_iou: float, faint_score: 
         pairs.append((int(row), int(col)))
         overlap[row, :] = -1.0
         overlap[:, col] = -1.0
+    matched = iou_matrix(boxes_a, boxes_b)
+    mean_overlap = float(np.mean([matched[a, b] for a, b in pairs])) if pairs else 1.0
     only_a = sorted(set(range(len(boxes_a))) - {a for a, _ in pairs})
     only_b = sorted(set(range(len(boxes_b))) - {b for _, b in pairs})
     if any(scores_a[only_a] >= faint_score) or any(scores_b[only_b] >= faint_score):
         return None
-    return Stretch(first, second, pairs, only_a, only_b)
+    return Stretch(first, second, pairs, only_a, only_b, mean_overlap)
 
 
 def _normalised(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:
