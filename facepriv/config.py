@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from facepriv.declarations import JobDeclaration, parse_job_block
 from facepriv.errors import ConfigError
 
 NODE_TYPES = ("input", "model", "draw", "dabble", "output")
@@ -58,6 +59,8 @@ class NodeSpec:
     # Outputs added to what earlier nodes put under the same keys instead of replacing it
     # (``append:`` in the YAML): a second detector adds its boxes to the first one's.
     appends: tuple[str, ...] = ()
+    # How a job spread over processes treats the node (``job:``, see facepriv.declarations).
+    job: JobDeclaration = field(default_factory=JobDeclaration)
 
     def defaults(self) -> dict[str, Any]:
         return {key: _default_of(rule) for key, rule in self.keys.items()}
@@ -72,10 +75,12 @@ def _default_of(rule: dict[str, Any]) -> Any:
 
 def _read_spec(path: Path) -> NodeSpec:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return spec_from_yaml(f"{path.parent.name}.{path.stem}", raw)
+    # facepriv's own model nodes are kept loaded per worker unless their YAML says otherwise
+    # (model.centerface's YAML does not say it yet).
+    return spec_from_yaml(f"{path.parent.name}.{path.stem}", raw, kept_default=path.parent.name == "model")
 
 
-def spec_from_yaml(name: str, raw: dict[str, Any]) -> NodeSpec:
+def spec_from_yaml(name: str, raw: dict[str, Any], kept_default: bool = False) -> NodeSpec:
     """The spec a node's parsed YAML (typed ``keys:`` form) declares."""
     keys = raw.get("keys") or {}
     legacy_keys = {
@@ -90,6 +95,7 @@ def spec_from_yaml(name: str, raw: dict[str, Any]) -> NodeSpec:
         legacy_node_names=tuple(raw.get("legacy_node_names", [])),
         legacy_keys=legacy_keys,
         appends=tuple(raw.get("append", [])),
+        job=parse_job_block(name, raw.get("job"), kept_default),
     )
 
 

@@ -29,7 +29,7 @@ from facepriv.errors import ConfigError
 PREFIX = "custom_nodes"
 DEFAULT_DIR = Path("src") / PREFIX
 # What a plain-form YAML holds besides settings (PeekingDuck's own keys and facepriv's).
-_RESERVED = ("input", "output", "description", "keys", "legacy_node_names", "append")
+_RESERVED = ("input", "output", "description", "keys", "legacy_node_names", "append", "job")
 # Modules a PeekingDuck custom node imports its base class from; see _peekingduck_shim.
 _PD_MODULE = "peekingduck.pipeline.nodes.abstract_node"
 

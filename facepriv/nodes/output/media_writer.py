@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from facepriv.outputs import (
     write_errors_reported,
 )
 from facepriv.video import load_av
-from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings
+from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings, output_name
 
 if TYPE_CHECKING:
     from facepriv.batch.serial import SerialJournal
@@ -124,7 +124,7 @@ class Node(AbstractNode):
 
     # ------------------------------------------------------------------ images
     def _write_image(self, filename: str, image: np.ndarray, source: Path | None) -> None:
-        path = self._output_path(filename, source)
+        path = self._output_path(output_name(filename, False, self.config), source)
         data = encode_image(image, path.suffix, source, self.keep_metadata)
         output = AtomicOutput(path)
         try:
@@ -141,9 +141,7 @@ class Node(AbstractNode):
     def _open_video(self, filename: str, image: np.ndarray, info: FrameInfo | None, fps: float) -> None:
         item = info.item if info else None
         source = item.path if item is not None and item.kind == "video" else None
-        path = self._output_path(
-            PurePosixPath(filename).with_suffix(self._settings.suffix).as_posix(), source
-        )
+        path = self._output_path(output_name(filename, True, self.config), source)
         if info is not None and info.time_base is not None:
             time_base, fps = info.time_base, item.fps or fps
         else:  # no timestamps (a caller without input.visual): a constant rate

@@ -92,9 +92,9 @@ class Node(PerFileWriter):
         """Where output.media_writer wrote this input in this run, if it ran."""
         for name, settings in self.run_settings:
             if name == WRITER:
-                from facepriv.batch.job import output_paths
+                from facepriv.config import node_spec
+                from facepriv.plan import PlannedNode, output_paths
 
-                output_dir = Path(os.path.abspath(settings["output_dir"]))
-                finals = output_paths([(item.path, item.name)], output_dir, settings["container"])
+                finals = output_paths([(item.path, item.name)], PlannedNode(name, settings, node_spec(name)))
                 return str(finals[item.name])
         return None
