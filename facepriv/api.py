@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from facepriv.batch.engines import ENGINES
 from facepriv.config import RunConfig, engine_settings, load_run_config, parse_node_config
 from facepriv.custom_nodes import set_custom_nodes_dir
 from facepriv.errors import ConfigError, RunFailure
@@ -79,8 +80,9 @@ def run(
     overrides = parse_node_config(node_config) if isinstance(node_config, str) else node_config
     chosen = {key: value for key, value in
               {"name": engine, "workers": workers, "address": address}.items() if value is not None}
-    if engine == "local":
-        chosen["address"] = None  # a Ray address in the run config does not apply
+    if engine in ENGINES:  # a Ray address in the run config does not apply to another engine
+        chosen.update({key: None for entry in ENGINES.values() for key in entry.own_keys
+                       if key not in ENGINES[engine].own_keys and key not in chosen})
     settings = engine_settings(run_config.engine, chosen)
     if settings["workers"] is not None or settings["name"] != "local":
         from facepriv.batch.job import run_job

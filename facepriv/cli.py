@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from facepriv import __version__
+from facepriv.batch.engines import ENGINES
 from facepriv.errors import ConfigError, FaceprivError
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -90,7 +91,7 @@ def cli() -> None:
     help="Spread the files of a file or folder source over N processes, as a resumable job.",
 )
 @click.option(
-    "--engine", type=click.Choice(["local", "ray"]), default=None,
+    "--engine", type=click.Choice(list(ENGINES)), default=None,
     help="Where a job's workers run: local processes, or Ray actors (needs facepriv[ray]).",
 )
 @click.option("--address", default=None, help="Ray cluster to use with --engine ray: auto or ray://host:port.")

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from facepriv.batch.engines import ENGINES
 from facepriv.declarations import JobDeclaration, parse_job_block
 from facepriv.errors import ConfigError
 
@@ -272,7 +273,7 @@ def resolve_node_config(name: str, *layers: dict[str, Any] | None) -> dict[str, 
 # How a run is spread over processes (README "Scale out"): the run config's ``engine:``
 # mapping and the run command's --engine/--workers/--address are checked against these.
 ENGINE_KEYS: dict[str, dict[str, Any]] = {
-    "name": {"default": "local", "type": "str", "choices": ["local", "ray"]},
+    "name": {"default": "local", "type": "str", "choices": list(ENGINES)},
     "workers": {"default": None, "type": "int", "min": 1},
     "address": {"default": None, "type": "str"},
     # A worker that shows no progress for this long (a decoder hung on a damaged file, a
@@ -299,11 +300,13 @@ def engine_settings(base: dict[str, Any], overrides: Any) -> dict[str, Any]:
             f"'engine:' must be a mapping such as {{name: ray, workers: 4}}, not {brief(overrides)}"
         )
     settings = merge_settings("engine", ENGINE_KEYS, base, overrides)
-    if settings["address"] is not None and settings["name"] != "ray":
-        raise ConfigError(
-            f"engine.address = {brief(settings['address'])} is only used by the ray engine: "
-            "add --engine ray (or 'name: ray' under 'engine:')"
-        )
+    for name, entry in ENGINES.items():
+        for key in entry.own_keys:
+            if settings[key] is not None and key not in ENGINES[settings["name"]].own_keys:
+                raise ConfigError(
+                    f"engine.{key} = {brief(settings[key])} is only used by the {name} engine: "
+                    f"add --engine {name} (or 'name: {name}' under 'engine:')"
+                )
     return settings
 
 

@@ -1,7 +1,7 @@
 """A job: the files of a file or folder source spread over workers, resumable.
 
 The parent checks the pipeline, plans (files the manifest shows done are skipped),
-hands the rest to an engine (local processes or Ray actors), appends each finished
+hands the rest to an engine (``engines``: local processes or Ray actors), appends each finished
 file to the manifest as it comes back, and draws one progress bar. However the job
 ends, no temporary file of an unfinished output is left, and every manifest line
 that says done points to an output that exists.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from facepriv import media
+from facepriv.batch.engines import make_engine
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
 from facepriv.batch.worker import FileResult, FileTask, JobSpec
 from facepriv.config import RunConfig, brief, node_specs
@@ -42,10 +43,7 @@ def run_job(
             "--num_iter stops a single run after N frames; a job with --workers or --engine ray "
             "processes whole files: leave one of them out"
         )
-    if engine["name"] == "ray":
-        from facepriv.batch.ray_engine import import_ray
-
-        import_ray()  # a missing extra is reported before anything else
+    runner = make_engine(engine)  # a missing extra (Ray) is reported before anything else
     plan = make_plan(run_config, node_config)
     writer = _check_pipeline(plan)
     pairs, _ = plan.files()
@@ -58,10 +56,7 @@ def run_job(
         tasks = _plan(pairs, finals, manifest, force, progress)
         spec = JobSpec(_worker_plan(plan, run_config, node_config), os.getcwd(),
                        logging.getLogger("facepriv").getEffectiveLevel(), shared_custom_nodes_dir())
-        if engine["name"] == "ray":
-            where = f"Ray ({engine['address'] or 'this machine'})"
-        else:
-            where = f"{engine['workers']} local worker(s)"
+        where = runner.describe()
         logger.info("job: %d file(s), %d done before (skipped; --force redoes them), %d to process on %s; "
                     "manifest %s", len(pairs), len(pairs) - len(tasks) - len(progress.failed), len(tasks),
                     where, manifest.path)
@@ -71,7 +66,7 @@ def run_job(
         try:
             progress.open(len(tasks))
             if tasks:
-                _run_engine(engine, spec, tasks, progress)
+                runner.run(spec, tasks, progress)
         finally:
             progress.close()
             manifest.close()
@@ -81,17 +76,6 @@ def run_job(
                     progress.retried, engine["max_retries"])
         return RunSummary(iterations=progress.frames, seconds=time.perf_counter() - started,
                           failed_items=progress.failed)
-
-
-def _run_engine(engine: dict[str, Any], spec: JobSpec, tasks: list[FileTask], progress: _Progress) -> None:
-    if engine["name"] == "ray":
-        from facepriv.batch.ray_engine import run_ray
-
-        run_ray(spec, tasks, engine["workers"], engine["address"], progress, engine["stall_seconds"])
-    else:
-        from facepriv.batch.local import LocalPool
-
-        LocalPool(spec, engine["workers"], progress, engine["stall_seconds"]).run(tasks)
 
 
 def _check_pipeline(plan: RunPlan) -> PlannedNode:
