@@ -243,7 +243,7 @@ def evaluate(config_path: str, annotations: tuple[str, ...], videos: tuple[str, 
         report = run_eval(config_path, annotations[0])
         click.echo(format_report(report, worst=worst))
     if output:
-        from facepriv.outputs import write_text_atomically
+        from facepriv.media.outputs import write_text_atomically
 
         write_text_atomically(Path(output), json.dumps(report, indent=2) + "\n")
         click.echo(f"report written to {output}")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from facepriv import media
 from facepriv.config import NodeSpec, RunConfig, node_spec, resolve_node_config
 from facepriv.errors import ConfigError, MediaError
+from facepriv.media import reading
 from facepriv.runner import check_channel
 
 
@@ -57,14 +57,14 @@ class RunPlan:
         if reader is None:
             return None
         source = reader.settings[reader.spec.job.reads_files["source"]]
-        return None if source is None or media.is_live_source(source) else source
+        return None if source is None or reading.is_live_source(source) else source
 
     def files(self) -> tuple[list[tuple[Path, str]], bool]:
         """The reader's (file, output name) pairs and whether its source names one file."""
         reader = self.reader()
         assert reader is not None and reader.spec.job.reads_files is not None
         roles = reader.spec.job.reads_files
-        return media.expand_sources(reader.settings[roles["source"]], reader.settings[roles["recursive"]])
+        return reading.expand_sources(reader.settings[roles["source"]], reader.settings[roles["recursive"]])
 
 
 def make_plan(
@@ -112,7 +112,7 @@ def output_paths(pairs: list[tuple[Path, str]], writer: PlannedNode) -> dict[str
     finals: dict[str, Path] = {}
     owners: dict[Path, Path] = {}
     for path, name in pairs:
-        final = output_dir / PurePosixPath(rule(name, media.is_video(path), writer.settings))
+        final = output_dir / PurePosixPath(rule(name, reading.is_video(path), writer.settings))
         if final in owners:
             raise MediaError(
                 f"inputs '{owners[final]}' and '{path}' would both be written as '{final}': "

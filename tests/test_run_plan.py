@@ -52,12 +52,13 @@ def test_custom_node_declaring_no_jobs_is_refused_by_a_job(tmp_path):
     folder = tmp_path / "src" / "custom_nodes"
     (folder / "configs" / "output").mkdir(parents=True)
     (folder / "configs" / "output" / "window.yml").write_text(
-        "input: [img]\noutput: [none]\njob:\n  runs_in_jobs: false\n  reason: shows a window\n", encoding="utf-8")
+        "input: [img]\noutput: [none]\njob:\n  runs_in_jobs: false\n  reason: shows a window\n",
+        encoding="utf-8")
     (folder / "output").mkdir()
     (folder / "output" / "window.py").write_text("", encoding="utf-8")
     set_custom_nodes_dir(folder)
     plan = make_plan(RunConfig([("input.visual", {"source": str(tmp_path)}),
                                 ("custom_nodes.output.window", {}),
                                 ("output.media_writer", {"output_dir": str(tmp_path / "out")})]))
-    with pytest.raises(ConfigError, match="custom_nodes.output.window shows a window, so it cannot run in a job"):
+    with pytest.raises(ConfigError, match="custom_nodes.output.window shows a window, so it cannot run"):
         job._check_pipeline(plan)

@@ -16,14 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from facepriv import media
 from facepriv.batch.engines import make_engine
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
 from facepriv.batch.worker import FileResult, FileTask, JobSpec
 from facepriv.config import RunConfig, brief, node_specs
 from facepriv.custom_nodes import shared_custom_nodes_dir
 from facepriv.errors import ConfigError
-from facepriv.outputs import ensure_writable_dir, remove_temp_files
+from facepriv.media import reading
+from facepriv.media.outputs import ensure_writable_dir, remove_temp_files
 from facepriv.plan import PlannedNode, RunPlan, make_plan, output_dir_of, output_paths
 from facepriv.runner import RunSummary
 
@@ -161,7 +161,7 @@ class _Progress:
         self.failed: list[str] = []
 
     def open(self, total: int) -> None:
-        self._bar = media.progress_bar(total, "files", "file")
+        self._bar = reading.progress_bar(total, "files", "file")
 
     def __call__(self, event: FileResult | int) -> None:
         if isinstance(event, int):

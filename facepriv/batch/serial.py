@@ -24,7 +24,7 @@ from typing import Any
 
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
 from facepriv.batch.worker import FileResult, FileTask
-from facepriv.outputs import check_replaceable, ensure_writable_dir, remove_temp_files
+from facepriv.media.outputs import check_replaceable, ensure_writable_dir, remove_temp_files
 from facepriv.plan import RunPlan, output_dir_of, output_paths
 
 logger = logging.getLogger("facepriv.batch")

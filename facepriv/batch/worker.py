@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facepriv import media
 from facepriv.custom_nodes import set_custom_nodes_dir
 from facepriv.errors import FaceprivError
+from facepriv.media import reading
 from facepriv.node import AbstractNode, build_node, load_node_class
 from facepriv.plan import RunPlan
 from facepriv.runner import Pipeline
@@ -83,7 +83,7 @@ class FileWorker:
         if os.path.isdir(spec.cwd):
             os.chdir(spec.cwd)
         set_custom_nodes_dir(spec.custom_nodes_dir)
-        media.hide_progress_bars()
+        reading.hide_progress_bars()
         self._spec = spec
         self._kept: dict[int, AbstractNode] = {}
         # True only while a file's pipeline runs: a stop request may then interrupt it.

@@ -23,7 +23,7 @@ from facepriv.evaluation.metrics import (
     match_detections,
     size_bucket,
 )
-from facepriv.media import FrameInfo, MediaItem, read_image
+from facepriv.media.reading import FrameInfo, MediaItem, read_image
 from facepriv.runner import Pipeline
 
 IOU_THRESHOLDS = (0.5, 0.3)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from facepriv import __version__
-from facepriv.media import MediaItem
-from facepriv.outputs import ensure_writable_dir
+from facepriv.media.outputs import ensure_writable_dir
+from facepriv.media.reading import MediaItem
 from facepriv.per_file import PerFileWriter, sidecar_path
 from facepriv.tracks_file import SUFFIX, pixel_box, save_tracks
 

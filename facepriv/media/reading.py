@@ -274,7 +274,7 @@ def read_image(path: str | Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS)
     """
     import cv2
 
-    from facepriv.image_header import HEADER_BYTES, image_size
+    from facepriv.media.image_header import HEADER_BYTES, image_size
 
     path = Path(path)
     try:

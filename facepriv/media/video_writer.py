@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from facepriv.errors import ConfigError
-from facepriv.video import load_av, main_video_stream
+from facepriv.media.video import load_av, main_video_stream
 
 logger = logging.getLogger("facepriv.video")
 
