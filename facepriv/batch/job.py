@@ -19,13 +19,15 @@ from typing import Any
 from facepriv.batch.engines import make_engine
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
 from facepriv.batch.worker import FileResult, FileTask, JobSpec
-from facepriv.config import RunConfig, brief, node_specs
+from facepriv.config import RunConfig
 from facepriv.custom_nodes import shared_custom_nodes_dir
 from facepriv.errors import ConfigError
 from facepriv.media import reading
 from facepriv.media.outputs import ensure_writable_dir, remove_temp_files
 from facepriv.plan import PlannedNode, RunPlan, make_plan, output_dir_of, output_paths
 from facepriv.runner import RunSummary
+from facepriv.settings import brief
+from facepriv.specs import node_specs
 
 logger = logging.getLogger("facepriv.batch")
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from facepriv.config import brief
 from facepriv.errors import ConfigError, MediaError
+from facepriv.settings import brief
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
