@@ -40,16 +40,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2  # before PyAV (see facepriv.video.load_av)
+import cv2  # before PyAV (see facepriv.media.video.load_av)
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from facepriv.media.video import load_av  # noqa: E402
 from facepriv.nodes.input.visual import Node as VisualInput  # noqa: E402
 from facepriv.nodes.output.media_writer import Node as MediaWriter  # noqa: E402
 from facepriv.runner import Pipeline  # noqa: E402
-from facepriv.video import load_av  # noqa: E402
 
 SAMPLE = REPO / "samples" / "peekingduck_wave.mp4"
 SIZE = (1280, 720)

@@ -7,18 +7,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from facepriv.config import (
-    RunConfig,
-    engine_settings,
-    load_run_config,
-    node_spec,
-    parse_node_config,
-    resolve_node_config,
-)
+from facepriv.batch.engines import ENGINES
+from facepriv.config import RunConfig, engine_settings, load_run_config, parse_node_config
 from facepriv.custom_nodes import set_custom_nodes_dir
 from facepriv.errors import ConfigError, RunFailure
 from facepriv.node import AbstractNode, build_node, load_node_class
-from facepriv.runner import Pipeline, RunSummary, check_channel
+from facepriv.plan import make_plan
+from facepriv.runner import Pipeline, RunSummary
 
 logger = logging.getLogger("facepriv")
 
@@ -28,27 +23,8 @@ def resolve_nodes(
     node_config: dict[str, dict[str, Any]] | None = None,
     provided: Sequence[str] = (),
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Every node's final settings, ``node_config`` laid over the run config's.
-
-    Checks the channel and every setting without building anything, so a job can be
-    checked in the parent before worker processes load models.
-    """
-    node_config = node_config or {}
-    unused = set(node_config) - {name for name, _ in run_config.nodes}
-    if unused:
-        names = ", ".join(sorted(unused))
-        raise ConfigError(
-            f"--node_config names {names}, which the run config does not use: "
-            "check the node name or add the node to the config"
-        )
-    specs = {name: node_spec(name) for name, _ in run_config.nodes}
-    check_channel(
-        [(n, specs[n].inputs, specs[n].outputs) for n, _ in run_config.nodes], provided
-    )
-    return [
-        (name, resolve_node_config(name, overrides, node_config.get(name)))
-        for name, overrides in run_config.nodes
-    ]
+    """Every node's final settings, checked without building anything (``facepriv.plan``)."""
+    return make_plan(run_config, node_config, provided).settings()
 
 
 def build_nodes(
@@ -104,8 +80,9 @@ def run(
     overrides = parse_node_config(node_config) if isinstance(node_config, str) else node_config
     chosen = {key: value for key, value in
               {"name": engine, "workers": workers, "address": address}.items() if value is not None}
-    if engine == "local":
-        chosen["address"] = None  # a Ray address in the run config does not apply
+    if engine in ENGINES:  # a Ray address in the run config does not apply to another engine
+        chosen.update({key: None for entry in ENGINES.values() for key in entry.own_keys
+                       if key not in ENGINES[engine].own_keys and key not in chosen})
     settings = engine_settings(run_config.engine, chosen)
     if settings["workers"] is not None or settings["name"] != "local":
         from facepriv.batch.job import run_job
@@ -116,7 +93,7 @@ def run(
             raise ConfigError("--force redoes the files of a job: use it with --workers or --engine ray")
         from facepriv.batch.serial import serial_session
 
-        with serial_session(resolve_nodes(run_config, overrides)) as extras:
+        with serial_session(make_plan(run_config, overrides)) as extras:
             summary = Pipeline(build_nodes(run_config, overrides, extras=extras)).run(num_iter=num_iter)
     return _finished(summary)
 

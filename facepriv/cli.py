@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from facepriv import __version__
+from facepriv.batch.engines import ENGINES
 from facepriv.errors import ConfigError, FaceprivError
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -69,6 +70,12 @@ def _log_level_option(default: str):  # noqa: ANN202 - a click decorator
     )
 
 
+_custom_nodes_dir_option = click.option(
+    "--custom_nodes_dir", default=None, type=click.Path(file_okay=False),
+    help="Folder of custom nodes (<type>/<name>.py, configs/<type>/<name>.yml)  [default: src/custom_nodes].",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="facepriv")
 def cli() -> None:
@@ -90,15 +97,12 @@ def cli() -> None:
     help="Spread the files of a file or folder source over N processes, as a resumable job.",
 )
 @click.option(
-    "--engine", type=click.Choice(["local", "ray"]), default=None,
+    "--engine", type=click.Choice(list(ENGINES)), default=None,
     help="Where a job's workers run: local processes, or Ray actors (needs facepriv[ray]).",
 )
 @click.option("--address", default=None, help="Ray cluster to use with --engine ray: auto or ray://host:port.")
 @click.option("--force", is_flag=True, help="Redo every file of a job, even those its manifest shows done.")
-@click.option(
-    "--custom_nodes_dir", default=None, type=click.Path(file_okay=False),
-    help="Folder of custom nodes (<type>/<name>.py, configs/<type>/<name>.yml)  [default: src/custom_nodes].",
-)
+@_custom_nodes_dir_option
 @_log_level_option("info")
 def run(
     config_path: str, node_config: str | None, num_iter: int | None, workers: int | None,
@@ -242,7 +246,7 @@ def evaluate(config_path: str, annotations: tuple[str, ...], videos: tuple[str, 
         report = run_eval(config_path, annotations[0])
         click.echo(format_report(report, worst=worst))
     if output:
-        from facepriv.outputs import write_text_atomically
+        from facepriv.media.outputs import write_text_atomically
 
         write_text_atomically(Path(output), json.dumps(report, indent=2) + "\n")
         click.echo(f"report written to {output}")
@@ -250,9 +254,13 @@ def evaluate(config_path: str, annotations: tuple[str, ...], videos: tuple[str, 
 
 @cli.command()
 @click.argument("node_type", required=False)
-def nodes(node_type: str | None) -> None:
-    """List nodes (optionally of one TYPE) with their settings and defaults."""
-    from facepriv.config import NODE_TYPES, node_specs
+@_custom_nodes_dir_option
+def nodes(node_type: str | None, custom_nodes_dir: str | None) -> None:
+    """List nodes (optionally of one TYPE) with their settings and defaults, custom nodes
+    (src/custom_nodes, or --custom_nodes_dir) after facepriv's own."""
+    from facepriv.config import node_spec
+    from facepriv.custom_nodes import custom_node_names, set_custom_nodes_dir
+    from facepriv.specs import NODE_TYPES, node_specs
 
     if node_type is not None and node_type not in NODE_TYPES:
         close = difflib.get_close_matches(node_type, NODE_TYPES, n=1)
@@ -260,10 +268,12 @@ def nodes(node_type: str | None) -> None:
         raise ConfigError(
             f"unknown node type '{node_type}': {hint}choose one of {', '.join(NODE_TYPES)}"
         )
-    for name, spec in node_specs().items():
-        if node_type and not name.startswith(f"{node_type}."):
+    set_custom_nodes_dir(custom_nodes_dir)
+    for name in [*node_specs(), *custom_node_names()]:
+        if node_type and name.split(".")[-2] != node_type:
             continue
-        click.echo(f"{name}: {spec.description.splitlines()[0] if spec.description else ''}")
+        spec = node_spec(name)
+        click.echo(f"{name}: {spec.description.splitlines()[0] if spec.description else ''}".rstrip())
         click.echo(f"    in: {', '.join(spec.inputs) or 'none'}  out: {', '.join(spec.outputs) or 'none'}")
         for key, default in spec.defaults().items():
             click.echo(f"    {key}: {default!r}")

@@ -23,13 +23,14 @@ from typing import Any
 
 import yaml
 
-from facepriv.config import NODE_TYPES, NodeSpec, brief, spec_from_yaml
 from facepriv.errors import ConfigError
+from facepriv.settings import brief
+from facepriv.specs import NODE_TYPES, NodeSpec, spec_from_yaml
 
 PREFIX = "custom_nodes"
 DEFAULT_DIR = Path("src") / PREFIX
 # What a plain-form YAML holds besides settings (PeekingDuck's own keys and facepriv's).
-_RESERVED = ("input", "output", "description", "keys", "legacy_node_names", "append")
+_RESERVED = ("input", "output", "description", "keys", "legacy_node_names", "append", "job")
 # Modules a PeekingDuck custom node imports its base class from; see _peekingduck_shim.
 _PD_MODULE = "peekingduck.pipeline.nodes.abstract_node"
 
@@ -116,9 +117,10 @@ def _typed(raw: dict[str, Any]) -> dict[str, Any]:
     return {**{key: raw[key] for key in _RESERVED if key in raw and key != "keys"}, "keys": plain}
 
 
-def load_custom_class(name: str) -> type:
+def load_custom_class(name: str, base: type) -> type:
     """Import custom node ``name`` from its file (as module ``custom_nodes.<type>.<name>``)
-    and return its ``Node`` class."""
+    and return its ``Node`` class; ``base`` (facepriv's AbstractNode) is what PeekingDuck's
+    import gives it."""
     code, _ = _files(name)
     custom_spec(name)  # the files exist and the YAML reads
     if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(code):
@@ -130,7 +132,7 @@ def load_custom_class(name: str) -> type:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         try:
-            with _peekingduck_shim():
+            with _peekingduck_shim(base):
                 module_spec.loader.exec_module(module)
         except ConfigError:
             raise
@@ -145,12 +147,10 @@ def load_custom_class(name: str) -> type:
 
 
 @contextmanager
-def _peekingduck_shim():  # noqa: ANN202 - a context manager
+def _peekingduck_shim(base: type):  # noqa: ANN202 - a context manager
     """While a custom node's module runs, ``from peekingduck.pipeline.nodes.abstract_node
-    import AbstractNode`` gives facepriv's AbstractNode, so PeekingDuck nodes run unchanged
-    without PeekingDuck installed. sys.modules is restored afterwards."""
-    from facepriv.node import AbstractNode
-
+    import AbstractNode`` gives ``base`` (facepriv's AbstractNode), so PeekingDuck nodes run
+    unchanged without PeekingDuck installed. sys.modules is restored afterwards."""
     names = [".".join(_PD_MODULE.split(".")[:i]) for i in range(1, 5)]
     saved = {name: sys.modules[name] for name in names if name in sys.modules}
     for name in names[:-1]:
@@ -159,7 +159,7 @@ def _peekingduck_shim():  # noqa: ANN202 - a context manager
             package.__path__ = []
             sys.modules[name] = package
     shim = types.ModuleType(_PD_MODULE)
-    shim.AbstractNode = AbstractNode  # type: ignore[attr-defined]
+    shim.AbstractNode = base  # type: ignore[attr-defined]
     sys.modules[_PD_MODULE] = shim
     try:
         yield
@@ -167,6 +167,17 @@ def _peekingduck_shim():  # noqa: ANN202 - a context manager
         for name in names:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
+
+
+def custom_node_names() -> list[str]:
+    """Every custom node of the custom folder that has both its code and its YAML."""
+    folder = custom_nodes_dir()
+    return [
+        f"{PREFIX}.{node_type}.{config.stem}"
+        for node_type in NODE_TYPES
+        for config in sorted((folder / "configs" / node_type).glob("*.yml"))
+        if config.stem.isidentifier() and (folder / node_type / f"{config.stem}.py").is_file()
+    ]
 
 
 def check_new_node(node_type: str, node_name: str) -> None:

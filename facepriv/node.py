@@ -78,7 +78,7 @@ def load_node_class(name: str) -> type[AbstractNode]:
     """Import ``facepriv.nodes.<type>.<name>`` (or a custom node) and return its ``Node`` class."""
     canonical = resolve_node_name(name)
     if is_custom(canonical):
-        return load_custom_class(canonical)
+        return load_custom_class(canonical, AbstractNode)
     module = importlib.import_module(f"facepriv.nodes.{canonical}")
     return module.Node
 

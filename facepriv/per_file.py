@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from facepriv.media import MediaItem
+from facepriv.media.outputs import inside_output_dir
+from facepriv.media.reading import MediaItem
 from facepriv.node import AbstractNode
-from facepriv.outputs import inside_output_dir
 
 
 class FileBoundary:

@@ -21,7 +21,7 @@ import numpy as np
 
 from facepriv.errors import ConfigError, MediaError
 from facepriv.evaluation.gt_video import TRACKS_FORMAT, load_face_tracks
-from facepriv.outputs import write_text_atomically
+from facepriv.media.outputs import write_text_atomically
 
 SUFFIX = ".tracks.json"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from facepriv.media import FrameInfo, MediaItem
+from facepriv.media.reading import FrameInfo, MediaItem
 
 
 class Frames:

@@ -220,6 +220,22 @@ def test_init_makes_the_custom_nodes_folder(tmp_path):
     assert (tmp_path / "src" / "custom_nodes" / "configs").is_dir()
 
 
+def test_nodes_lists_custom_nodes_after_the_built_in_ones(tmp_path):
+    make_project(tmp_path)
+    listed = run_cli("nodes", "dabble", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split(":")[0] for line in listed.stdout.splitlines() if not line.startswith(" ")]
+    assert names[-1] == NAME and "dabble.fps" in names
+    assert "    log_path: 'counts.txt'" in listed.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    chosen = run_cli("nodes", "--custom_nodes_dir", str(tmp_path / "src" / "custom_nodes"), cwd=elsewhere)
+    assert NAME in chosen.stdout
+    assert NAME not in run_cli("nodes", "model", cwd=tmp_path).stdout
+    assert_one_error(run_cli("nodes", "--custom_nodes_dir", str(tmp_path / "none"), cwd=tmp_path),
+                     "is not a folder")
+
+
 def test_create_node_output_runs_unchanged(tmp_path, sample_video):
     result = run_cli("create-node", "--node_type", "dabble", "--node_name", "passthru", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -226,3 +226,51 @@ def test_eval_rejects_bad_annotations_and_configs_without_a_model(tmp_path):
     result = subprocess.run([sys.executable, "-m", "facepriv", "eval", "--config_path", str(config),
                              "--annotations", str(good)], capture_output=True, text=True)
     assert result.returncode == 2 and "no model node" in result.stderr
+
+
+class _HoldingDetector:
+    """A model node that holds every photo until the next one comes (as a tracker holding
+    frames does), hands the last one on at the end, and records how it was released."""
+
+    node_name = "model.holding"
+    inputs = ["all", "pipeline_end"]
+    outputs = ["bboxes"]
+    appends: list[str] = []
+
+    def __init__(self):
+        self.failed_items: list[str] = []
+        self.held: list[dict] = []
+        self.released: list[bool] = []
+
+    def run(self, inputs):
+        from facepriv.runner import HeldFrame
+
+        if inputs and not inputs.get("pipeline_end"):
+            self.held.append(dict(inputs, bboxes=np.array([[0.0, 0.0, 0.5, 0.5]])))
+            return None if len(self.held) == 1 else HeldFrame(self.held.pop(0))
+        return HeldFrame(self.held.pop(0)) if self.held else {"pipeline_end": True}
+
+    def pending(self):
+        return False
+
+    def release(self, completed=True):
+        self.released.append(completed)
+
+
+def test_eval_runs_through_the_runner_held_frames_included(tmp_path, monkeypatch):
+    from facepriv.evaluation import evaluate as module
+
+    images = []
+    for index in range(3):
+        cv2.imwrite(str(tmp_path / f"p{index}.png"), np.full((40, 40, 3), 60 * index, np.uint8))
+        images.append({"file": f"p{index}.png", "faces": [[0, 0, 20, 20]]})
+    (tmp_path / "faces.json").write_text(json.dumps({"images": images}), encoding="utf-8")
+    node = _HoldingDetector()
+    monkeypatch.setattr(module, "build_eval_nodes", lambda run_config: [node])
+    monkeypatch.setattr(module, "load_run_config", lambda path: None)
+    seen = []
+    report = module.evaluate("unused.yml", tmp_path / "faces.json", progress=False,
+                             on_image=lambda entry, before, after: seen.append((entry["file"], after.mean())))
+    assert seen == [("p0.png", 0.0), ("p1.png", 60.0), ("p2.png", 120.0)]  # each photo with its own output
+    assert report["images"] == 3 and report["overall"]["recall@0.5"] == 100.0
+    assert node.released == [True]

@@ -18,7 +18,7 @@ import av
 import pytest
 
 from facepriv.batch.manifest import MANIFEST_NAME, manifest_lock
-from facepriv.image_metadata import exif_ifd0, jpeg_segments, png_chunks, read_exif
+from facepriv.media.image_metadata import exif_ifd0, jpeg_segments, png_chunks, read_exif
 
 from conftest import RangeHandler, error_lines, interrupt_run, output_files, run_cli
 from hostile_media import (

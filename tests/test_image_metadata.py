@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facepriv.image_metadata import exif_ifd0, jpeg_segments, png_chunks, read_exif
+from facepriv.media.image_metadata import exif_ifd0, jpeg_segments, png_chunks, read_exif
 from facepriv.nodes.input.visual import Node as VisualInput
 from facepriv.nodes.output.media_writer import Node as MediaWriter
 from facepriv.runner import Pipeline

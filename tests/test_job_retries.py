@@ -120,7 +120,8 @@ def test_each_attempt_is_recorded_and_the_bar_shows_retries(tmp_path, monkeypatc
     from facepriv.batch.manifest import MANIFEST_NAME, Manifest
     from facepriv.batch.worker import FileResult, FileTask
 
-    monkeypatch.setattr(job.media, "progress_bar", lambda total, *args: tqdm(total=total, file=io.StringIO()))
+    monkeypatch.setattr(job.reading, "progress_bar",
+                        lambda total, *args: tqdm(total=total, file=io.StringIO()))
     final = tmp_path / "out" / "a.jpg"
     final.parent.mkdir()
     progress = job._Progress(Manifest(final.parent / MANIFEST_NAME), {"a.jpg": final}, max_retries=1)

@@ -159,7 +159,7 @@ def test_a_detector_kept_by_a_job_starts_the_next_file_clean(sample_frames):
 
 @pytest.mark.slow
 def test_photos_and_live_frames_are_detected_at_once(sample_frames):
-    from facepriv.media import FrameInfo, MediaItem
+    from facepriv.media.reading import FrameInfo, MediaItem
 
     exact, fast = Node(score_threshold=0.1), Node(score_threshold=0.1, detect_every=8)
     for kind in ("image", "live"):

@@ -18,7 +18,7 @@ import pytest
 
 from facepriv.config import resolve_node_config
 from facepriv.errors import ConfigError
-from facepriv.media import FrameInfo, MediaItem
+from facepriv.media.reading import FrameInfo, MediaItem
 from facepriv.models import centerface as model
 from facepriv.nodes.model.centerface import Node
 

@@ -14,7 +14,7 @@ import pytest
 
 from facepriv.evaluation.metrics import face_leaked
 from facepriv.geometry import iou_matrix
-from facepriv.media import FrameInfo, MediaItem
+from facepriv.media.reading import FrameInfo, MediaItem
 from facepriv.node import build_node
 from facepriv.nodes.input.visual import Node as VisualInput
 from facepriv.runner import Pipeline

@@ -21,16 +21,16 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import cv2  # before PyAV: see facepriv.video.load_av
+import cv2  # before PyAV: see facepriv.media.video.load_av
 import numpy as np
 import pytest
 
 from facepriv.errors import ConfigError, MediaError
-from facepriv.media import FrameInfo, MediaItem
+from facepriv.media.reading import FrameInfo, MediaItem
+from facepriv.media.video import load_av
 from facepriv.nodes.input.visual import Node as VisualInput
 from facepriv.nodes.output.media_writer import Node as MediaWriter
 from facepriv.runner import Pipeline
-from facepriv.video import load_av
 
 from conftest import interrupt_run, output_files
 

@@ -1,7 +1,7 @@
 """A job: the files of a file or folder source spread over workers, resumable.
 
 The parent checks the pipeline, plans (files the manifest shows done are skipped),
-hands the rest to an engine (local processes or Ray actors), appends each finished
+hands the rest to an engine (``engines``: local processes or Ray actors), appends each finished
 file to the manifest as it comes back, and draws one progress bar. However the job
 ends, no temporary file of an unfinished output is left, and every manifest line
 that says done points to an output that exists.
@@ -13,29 +13,23 @@ import logging
 import os
 import time
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from facepriv import media
-from facepriv.api import resolve_nodes
+from facepriv.batch.engines import make_engine
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
-from facepriv.batch.worker import INPUT_NODE, WRITER_NODE, FileResult, FileTask, JobSpec
-from facepriv.config import RunConfig, brief
+from facepriv.batch.worker import FileResult, FileTask, JobSpec
+from facepriv.config import RunConfig
 from facepriv.custom_nodes import shared_custom_nodes_dir
-from facepriv.errors import ConfigError, MediaError
-from facepriv.outputs import ensure_writable_dir, remove_temp_files
+from facepriv.errors import ConfigError
+from facepriv.media import reading
+from facepriv.media.outputs import ensure_writable_dir, remove_temp_files
+from facepriv.plan import PlannedNode, RunPlan, make_plan, output_dir_of, output_paths
 from facepriv.runner import RunSummary
+from facepriv.settings import brief
+from facepriv.specs import node_specs
 
 logger = logging.getLogger("facepriv.batch")
-
-NOT_IN_JOBS = {
-    "output.screen": "shows frames in a window",
-    "output.csv_writer": "writes one table for the whole run",
-}
-# Each worker is one process of several on the machine: one TensorFlow thread each is
-# fastest (benchmarks/README.md), unless the user set the counts.
-THREAD_KEYS = ("tf_intra_op_threads", "tf_inter_op_threads")
-
 
 def run_job(
     run_config: RunConfig,
@@ -51,26 +45,20 @@ def run_job(
             "--num_iter stops a single run after N frames; a job with --workers or --engine ray "
             "processes whole files: leave one of them out"
         )
-    if engine["name"] == "ray":
-        from facepriv.batch.ray_engine import import_ray
-
-        import_ray()  # a missing extra is reported before anything else
-    settings = resolve_nodes(run_config, node_config)
-    source, writer = _check_pipeline(settings)
-    pairs, _ = media.expand_sources(source["source"], source["recursive"])
-    output_dir = Path(os.path.abspath(writer["output_dir"]))
-    ensure_writable_dir(output_dir, "output.media_writer.output_dir")
-    finals = output_paths(pairs, output_dir, writer["container"])
+    runner = make_engine(engine)  # a missing extra (Ray) is reported before anything else
+    plan = make_plan(run_config, node_config)
+    writer = _check_pipeline(plan)
+    pairs, _ = plan.files()
+    output_dir = output_dir_of(writer)
+    ensure_writable_dir(output_dir, writer.setting_name(writer.spec.job.writes_files["output_dir"]))
+    finals = output_paths(pairs, writer)
     with manifest_lock(output_dir / MANIFEST_NAME):  # one job at a time per output_dir
         manifest = Manifest(output_dir / MANIFEST_NAME)
         progress = _Progress(manifest, finals, engine["max_retries"])
         tasks = _plan(pairs, finals, manifest, force, progress)
-        spec = JobSpec(_worker_settings(settings, run_config, node_config, output_dir), os.getcwd(),
+        spec = JobSpec(_worker_plan(plan, run_config, node_config), os.getcwd(),
                        logging.getLogger("facepriv").getEffectiveLevel(), shared_custom_nodes_dir())
-        if engine["name"] == "ray":
-            where = f"Ray ({engine['address'] or 'this machine'})"
-        else:
-            where = f"{engine['workers']} local worker(s)"
+        where = runner.describe()
         logger.info("job: %d file(s), %d done before (skipped; --force redoes them), %d to process on %s; "
                     "manifest %s", len(pairs), len(pairs) - len(tasks) - len(progress.failed), len(tasks),
                     where, manifest.path)
@@ -80,7 +68,7 @@ def run_job(
         try:
             progress.open(len(tasks))
             if tasks:
-                _run_engine(engine, spec, tasks, progress)
+                runner.run(spec, tasks, progress)
         finally:
             progress.close()
             manifest.close()
@@ -92,62 +80,30 @@ def run_job(
                           failed_items=progress.failed)
 
 
-def _run_engine(engine: dict[str, Any], spec: JobSpec, tasks: list[FileTask], progress: _Progress) -> None:
-    if engine["name"] == "ray":
-        from facepriv.batch.ray_engine import run_ray
-
-        run_ray(spec, tasks, engine["workers"], engine["address"], progress, engine["stall_seconds"])
-    else:
-        from facepriv.batch.local import LocalPool
-
-        LocalPool(spec, engine["workers"], progress, engine["stall_seconds"]).run(tasks)
-
-
-def _check_pipeline(settings: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The settings of input.visual and output.media_writer, once the job is known to make sense."""
-    names = [name for name, _ in settings]
-    for name in names:
-        if name in NOT_IN_JOBS:
+def _check_pipeline(plan: RunPlan) -> PlannedNode:
+    """The node that writes the files, once the job is known to make sense."""
+    for node in plan.nodes:
+        if not node.spec.job.runs_in_jobs:
             raise ConfigError(
-                f"{name} {NOT_IN_JOBS[name]}, so it cannot run in a job spread over processes: "
+                f"{node.name} {node.spec.job.reason}, so it cannot run in a job spread over processes: "
                 "leave it out of the config, or run without --workers and --engine"
             )
-    if names[0] != INPUT_NODE or WRITER_NODE not in names:
+    writer = plan.writer()
+    if plan.reader() is None or writer is None:
+        readers = " or ".join(name for name, spec in node_specs().items() if spec.job.reads_files)
+        writers = " or ".join(name for name, spec in node_specs().items() if spec.job.writes_files)
         raise ConfigError(
-            f"a job spread over processes reads files with {INPUT_NODE} (the first node) and "
-            f"writes them with {WRITER_NODE} (its manifest goes beside the outputs): add them"
+            f"a job spread over processes reads files with {readers} (the first node) and "
+            f"writes them with {writers} (its manifest goes beside the outputs): add them"
         )
-    source = settings[0][1]["source"]
-    if media.is_live_source(source):
+    if plan.file_source() is None:
+        reader = plan.nodes[0]
+        key = reader.spec.job.reads_files["source"]
         raise ConfigError(
-            f"input.visual.source {brief(source)} is a webcam or stream, and only files and folders can be "
-            "spread over processes: run it without --workers and --engine"
+            f"{reader.setting_name(key)} {brief(reader.settings[key])} is a webcam or stream, and only files "
+            "and folders can be spread over processes: run it without --workers and --engine"
         )
-    return settings[0][1], settings[names.index(WRITER_NODE)][1]
-
-
-def output_paths(pairs: list[tuple[Path, str]], output_dir: Path, container: str) -> dict[str, Path]:
-    """Where output.media_writer writes each input (videos take the container's suffix).
-
-    Two inputs that would share an output stop the job before anything is written; a
-    serial run stops at the second of them.
-    """
-    from facepriv.video_writer import CONTAINERS
-
-    finals: dict[str, Path] = {}
-    owners: dict[Path, Path] = {}
-    for path, name in pairs:
-        relative = PurePosixPath(name)
-        if media.is_video(path):
-            relative = relative.with_suffix(CONTAINERS[container][1])
-        final = output_dir / relative
-        if final in owners:
-            raise MediaError(
-                f"inputs '{owners[final]}' and '{path}' would both be written as '{final}': "
-                "rename one, or write them to different output_dirs"
-            )
-        owners[final], finals[name] = path, final
-    return finals
+    return writer
 
 
 def _plan(
@@ -171,25 +127,25 @@ def _plan(
     return tasks
 
 
-def _worker_settings(
-    settings: list[tuple[str, dict[str, Any]]],
-    run_config: RunConfig,
-    node_config: dict[str, dict[str, Any]] | None,
-    output_dir: Path,
-) -> list[tuple[str, dict[str, Any]]]:
-    """Settings as workers get them: output_dir absolute (a Ray actor may start in another
-    folder), and one TensorFlow thread per pool where the user did not choose."""
+def _worker_plan(
+    plan: RunPlan, run_config: RunConfig, node_config: dict[str, dict[str, Any]] | None
+) -> RunPlan:
+    """The plan as workers get it: the writer's output_dir absolute (a Ray actor may start in
+    another folder), and one thread per pool where a node declares thread settings
+    (``job: thread_keys``) the user did not choose."""
     chosen: dict[str, set[str]] = {}
     for name, overrides in run_config.nodes:
         chosen.setdefault(name, set()).update(overrides, (node_config or {}).get(name, {}))
-    result = []
-    for name, merged in settings:
-        merged = dict(merged)
-        merged.update({key: 1 for key in THREAD_KEYS if key in merged and key not in chosen[name]})
-        if name == WRITER_NODE:
-            merged["output_dir"] = str(output_dir)
-        result.append((name, merged))
-    return result
+    nodes = []
+    for node in plan.nodes:
+        job = node.spec.job
+        settings = dict(node.settings)
+        unchosen = [key for key in job.thread_keys if key in settings and key not in chosen[node.name]]
+        settings.update({key: 1 for key in unchosen})
+        if job.writes_files:
+            settings[job.writes_files["output_dir"]] = str(output_dir_of(node))
+        nodes.append(replace(node, settings=settings))
+    return RunPlan(tuple(nodes))
 
 
 class _Progress:
@@ -207,7 +163,7 @@ class _Progress:
         self.failed: list[str] = []
 
     def open(self, total: int) -> None:
-        self._bar = media.progress_bar(total, "files", "file")
+        self._bar = reading.progress_bar(total, "files", "file")
 
     def __call__(self, event: FileResult | int) -> None:
         if isinstance(event, int):

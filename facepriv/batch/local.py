@@ -25,8 +25,9 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Protocol
+from typing import Any
 
+from facepriv.batch.engines import Report
 from facepriv.batch.worker import (
     FileResult,
     FileTask,
@@ -43,18 +44,6 @@ FRAMES_REPORT_SECONDS = 0.5  # how often a worker reports frames in the middle o
 STOP_SECONDS = 20.0  # how long a stopping worker may take to discard its file before it is killed
 MAX_FAILED_STARTS = 3  # workers dying in a row before they ever took a file: the job stops
 QUEUED_PER_WORKER = 2  # files sent ahead, so a worker never waits for the parent between files
-
-
-class Report(Protocol):
-    """The job's side of an engine (``job._Progress``)."""
-
-    def __call__(self, event: FileResult | int) -> None:
-        """A FileResult (status "started" just before a file goes to a worker, then its
-        outcome), or an int: frames read since the last call."""
-
-    def lost(self, task: FileTask, error: str) -> FileTask | None:
-        """``task``'s worker died or was stopped (``error`` says how): the task to put first
-        in line for another attempt, or None when it is recorded failed."""
 
 
 def death_reason(exitcode: int | None) -> str:
@@ -138,6 +127,22 @@ class _Worker:
     frames: int = 0  # frames of the current task reported so far
     heard: float = field(default_factory=time.monotonic)  # when it last showed progress
     stalled: bool = False  # killed by the parent for showing none
+
+
+class LocalEngine:
+    """The ``local`` engine: ``engine.workers`` processes on this machine (one per core by default)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._workers = settings["workers"]
+        self._stall_seconds = settings["stall_seconds"]
+
+    def describe(self) -> str:
+        """How many local workers."""
+        return f"{self._workers} local worker(s)"
+
+    def run(self, spec: JobSpec, tasks: list[FileTask], progress: Report) -> None:
+        """Process ``tasks`` on a pool of worker processes."""
+        LocalPool(spec, self._workers, progress, self._stall_seconds).run(tasks)
 
 
 class LocalPool:

@@ -21,7 +21,8 @@ import time
 from collections import deque
 from typing import Any
 
-from facepriv.batch.local import MAX_FAILED_STARTS, STOP_SECONDS, Report, sigint_ignored, stall_reason
+from facepriv.batch.engines import Report
+from facepriv.batch.local import MAX_FAILED_STARTS, STOP_SECONDS, sigint_ignored, stall_reason
 from facepriv.batch.worker import (
     FileResult,
     FileTask,
@@ -79,6 +80,23 @@ class _FileActor:
     def idle_seconds(self) -> float:
         """Seconds since the file's pipeline last ticked (answered from the actor's other thread)."""
         return time.monotonic() - self._ticked
+
+
+class RayEngine:
+    """The ``ray`` engine: ``engine.workers`` actors (default: one per CPU of the cluster)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        import_ray()  # a missing extra is reported before anything else
+        self._settings = settings
+
+    def describe(self) -> str:
+        """Which Ray."""
+        return f"Ray ({self._settings['address'] or 'this machine'})"
+
+    def run(self, spec: JobSpec, tasks: list[FileTask], progress: Report) -> None:
+        """Process ``tasks`` on Ray actors."""
+        settings = self._settings
+        run_ray(spec, tasks, settings["workers"], settings["address"], progress, settings["stall_seconds"])
 
 
 def run_ray(spec: JobSpec, tasks: list[FileTask], workers: int | None, address: str | None,

@@ -1,15 +1,15 @@
 """A serial run over files: one run per output_dir at a time, resumable like a job.
 
 A run without workers whose source is files (not a webcam or stream) and whose pipeline
-writes them with output.media_writer does what a job does around its files: it holds
-the lock of the job manifest in output_dir (a second run or job there stops at once),
-removes the hidden temporary files a killed run left for its outputs, and writes the
-same manifest lines (``started``, then ``done`` once an output is committed whole). Run
-again, it skips the files the manifest shows done (input and output unchanged) instead
-of stopping at the first output that exists, and redoes a file whose run was killed. An
-output that existed before and that no run of this output_dir wrote is never replaced
-without ``overwrite``: that is found before the first frame. With ``overwrite: true``
-every file is redone.
+writes them (output.media_writer: a node that declares ``job: writes_files``) does what a
+job does around its files: it holds the lock of the job manifest in output_dir (a second
+run or job there stops at once), removes the hidden temporary files a killed run left for
+its outputs, and writes the same manifest lines (``started``, then ``done`` once an output
+is committed whole). Run again, it skips the files the manifest shows done (input and
+output unchanged) instead of stopping at the first output that exists, and redoes a file
+whose run was killed. An output that existed before and that no run of this output_dir
+wrote is never replaced without ``overwrite``: that is found before the first frame. With
+``overwrite: true`` every file is redone.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from facepriv import media
 from facepriv.batch.manifest import MANIFEST_NAME, Manifest, manifest_lock
-from facepriv.batch.worker import INPUT_NODE, WRITER_NODE, FileResult, FileTask
-from facepriv.outputs import check_replaceable, ensure_writable_dir, remove_temp_files
+from facepriv.batch.worker import FileResult, FileTask
+from facepriv.media.outputs import check_replaceable, ensure_writable_dir, remove_temp_files
+from facepriv.plan import RunPlan, output_dir_of, output_paths
 
 logger = logging.getLogger("facepriv.batch")
 
@@ -70,36 +70,35 @@ def _key(source: Path | None) -> str:
 
 
 @contextlib.contextmanager
-def serial_session(settings: list[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, dict[str, Any]]]:
+def serial_session(plan: RunPlan) -> Iterator[dict[str, dict[str, Any]]]:
     """Lock, clean and plan a serial run; yields constructor arguments for its nodes
-    (the input's files still to do, the writer's journal), or nothing to add when the run
+    (the reader's files still to do, the writer's journal), or nothing to add when the run
     does not write files from files."""
-    names = [name for name, _ in settings]
-    source = settings[0][1].get("source") if names[0] == INPUT_NODE else None
-    if WRITER_NODE not in names or source is None or media.is_live_source(source):
+    reader, writer = plan.reader(), plan.writer()
+    if writer is None or plan.file_source() is None:
         yield {}
         return
-    from facepriv.batch.job import output_paths
-
-    writer = settings[names.index(WRITER_NODE)][1]
-    pairs, single = media.expand_sources(source, settings[0][1]["recursive"])
-    output_dir = Path(os.path.abspath(writer["output_dir"]))
-    ensure_writable_dir(output_dir, "output.media_writer.output_dir")
-    by_name = output_paths(pairs, output_dir, writer["container"])
+    assert reader is not None and writer.spec.job.writes_files is not None
+    roles = writer.spec.job.writes_files
+    pairs, single = plan.files()
+    output_dir = output_dir_of(writer)
+    ensure_writable_dir(output_dir, writer.setting_name(roles["output_dir"]))
+    by_name = output_paths(pairs, writer)
     finals = {os.path.abspath(path): by_name[name] for path, name in pairs}
+    overwrite = writer.settings[roles["overwrite"]]
     with manifest_lock(output_dir / MANIFEST_NAME):
         manifest = Manifest(output_dir / MANIFEST_NAME)
         try:
-            tasks, skip = _plan(pairs, finals, manifest, writer["overwrite"])
-            journal = SerialJournal(manifest, tasks, finals, writer["overwrite"])
+            tasks, skip = _plan(pairs, finals, manifest, overwrite)
+            journal = SerialJournal(manifest, tasks, finals, overwrite)
             if skip:
                 logger.info("%d of %d file(s) were done by an earlier run (manifest %s): skipped; "
-                            "set output.media_writer.overwrite: true to redo them", len(skip), len(pairs),
-                            manifest.path)
+                            "set %s: true to redo them", len(skip), len(pairs), manifest.path,
+                            writer.setting_name(roles["overwrite"]))
             for removed in remove_temp_files(finals.values()):  # left by a run that was killed
                 logger.info("removed %s, left by a run that was stopped", removed)
             remaining = [(path, name) for path, name in pairs if os.path.abspath(path) not in skip]
-            yield {INPUT_NODE: {"items": remaining, "single": single}, WRITER_NODE: {"journal": journal}}
+            yield {reader.name: {"items": remaining, "single": single}, writer.name: {"journal": journal}}
         finally:
             manifest.close()
             remove_temp_files(finals.values())

@@ -1,11 +1,12 @@
 """One file of a job, processed the way a serial run processes it.
 
 What a local worker process and a Ray actor share. A ``FileWorker`` builds the
-pipeline's model nodes once (TensorFlow and the networks load once per process); for
-each file it builds fresh input, draw, dabble and output nodes, so per-file state (an
-open video, a tracker's faces) starts clean, as it does in a serial run when the next
-file begins. input.visual is handed the file under the output name it has in the whole
-job (its path below the source folder), so the outputs are the ones a serial run writes.
+nodes that declare ``job: kept_per_worker`` once (the model nodes: TensorFlow and the
+networks load once per process); for each file it builds the others fresh, so per-file
+state (an open video, a tracker's faces) starts clean, as it does in a serial run when the
+next file begins. The node that reads files (``job: reads_files``, input.visual) is handed
+the file under the output name it has in the whole job (its path below the source folder),
+so the outputs are the ones a serial run writes.
 """
 
 from __future__ import annotations
@@ -18,15 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facepriv import media
 from facepriv.custom_nodes import set_custom_nodes_dir
 from facepriv.errors import FaceprivError
+from facepriv.media import reading
 from facepriv.node import AbstractNode, build_node, load_node_class
+from facepriv.plan import RunPlan
 from facepriv.runner import Pipeline
 
-INPUT_NODE = "input.visual"
-WRITER_NODE = "output.media_writer"
-KEPT_TYPES = ("model",)  # built once per worker: heavy to load, nothing kept from file to file
 LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s[%(process)d]: %(message)s"
 
 
@@ -34,7 +33,7 @@ LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s[%(process)d]: %(message)s"
 class JobSpec:
     """What every worker needs to build the pipeline: settings resolved by the parent."""
 
-    nodes: list[tuple[str, dict[str, Any]]]  # (node name, final settings), in order
+    plan: RunPlan  # every node's final settings and declarations, in order
     cwd: str  # relative paths in settings (weights folders) resolve from here
     log_level: int
     custom_nodes_dir: str | None = None  # where custom_nodes.<type>.<name> are imported from
@@ -84,16 +83,16 @@ class FileWorker:
         if os.path.isdir(spec.cwd):
             os.chdir(spec.cwd)
         set_custom_nodes_dir(spec.custom_nodes_dir)
-        media.hide_progress_bars()
+        reading.hide_progress_bars()
         self._spec = spec
         self._kept: dict[int, AbstractNode] = {}
         # True only while a file's pipeline runs: a stop request may then interrupt it.
         self.interruptible = False
         try:
-            for index, (name, settings) in enumerate(spec.nodes):
-                if name.split(".")[0] in KEPT_TYPES:
-                    self._kept[index] = build_node(name, settings)
-                    self._kept[index].run_settings = spec.nodes
+            for index, node in enumerate(spec.plan.nodes):
+                if node.spec.job.kept_per_worker:
+                    self._kept[index] = build_node(node.name, node.settings)
+                    self._kept[index].run_settings = spec.plan.settings()
         except BaseException:
             self.close()
             raise
@@ -114,7 +113,8 @@ class FileWorker:
         interrupted = False
         try:
             nodes = self._nodes_for(task)
-            writers = [node for node in nodes if node.node_name == WRITER_NODE]
+            planned = self._spec.plan.nodes
+            writers = [node for node, plan in zip(nodes, planned, strict=True) if plan.spec.job.writes_files]
             self.interruptible = True
             failed = Pipeline([*nodes, probe]).run(on_tick=on_tick).failed_items
             self.interruptible = False
@@ -144,16 +144,17 @@ class FileWorker:
     def _nodes_for(self, task: FileTask) -> list[Any]:
         nodes: list[Any] = []
         try:
-            for index, (name, settings) in enumerate(self._spec.nodes):
+            for index, planned in enumerate(self._spec.plan.nodes):
+                job, name, settings = planned.spec.job, planned.name, planned.settings
                 if index in self._kept:
                     nodes.append(_Kept(self._kept[index]))
-                elif name == INPUT_NODE:
+                elif job.reads_files and index == 0:
                     nodes.append(load_node_class(name)(settings, items=[(Path(task.path), task.name)]))
-                elif name == WRITER_NODE and task.overwrite:
-                    nodes.append(build_node(name, settings, {"overwrite": True}))
+                elif job.writes_files and task.overwrite:
+                    nodes.append(build_node(name, settings, {job.writes_files["overwrite"]: True}))
                 else:
                     nodes.append(build_node(name, settings))
-                nodes[-1].run_settings = self._spec.nodes  # as api.build_nodes does (audit_log)
+                nodes[-1].run_settings = self._spec.plan.settings()  # as api.build_nodes does (audit_log)
         except BaseException:
             for node in nodes:
                 node.release(completed=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +23,14 @@ from facepriv.evaluation.metrics import (
     match_detections,
     size_bucket,
 )
-from facepriv.media import FrameInfo, MediaItem, read_image
-from facepriv.runner import merge_outputs
+from facepriv.media.reading import FrameInfo, MediaItem, read_image
+from facepriv.runner import Pipeline
 
 IOU_THRESHOLDS = (0.5, 0.3)
 EVALUATED_TYPES = ("model", "draw", "dabble")
 FACE_LABEL = "face"  # the label face detectors give their boxes
 FED_KEYS = ("img", "filename", "pipeline_end", "saved_video_fps", "frame_info")  # what eval feeds
+OnImage = Callable[[dict[str, Any], np.ndarray, np.ndarray | None], None]  # (entry, input, output)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def evaluate(
     config_path: str | Path,
     annotations_path: str | Path,
     progress: bool | None = None,
-    on_image: Callable[[dict[str, Any], np.ndarray, np.ndarray | None], None] | None = None,
+    on_image: OnImage | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation and return the report as a JSON-ready dict.
 
@@ -100,24 +101,101 @@ def evaluate(
 
     root, images = load_annotations(annotations_path)
     nodes = build_eval_nodes(load_run_config(config_path))
-    buckets = {name: Tally() for name, _, _ in SIZE_BUCKETS}
-    overall = Tally()
-    changed_pixels = total_pixels = 0
-    leaked_faces: list[dict[str, Any]] = []
-    seconds = 0.0
+    scorer = _Scorer(on_image)
     show = sys.stderr.isatty() if progress is None else progress
-    for entry in tqdm(images, desc="eval", unit="image", disable=not show, file=sys.stderr):
-        image = read_image(root / entry["file"])
+    bar = tqdm(total=len(images), desc="eval", unit="image", disable=not show, file=sys.stderr)
+    source = _Photos(root, images)
+    # The photos go through the runner as a run's would: frames a node holds come out later,
+    # and every node is released however the run ends.
+    try:
+        summary = Pipeline([source, *nodes, _Collect(source, scorer, bar.update)]).run()
+    finally:
+        bar.close()
+    seconds = sum(summary.node_seconds[node.node_name] for node in nodes)
+    return {
+        "config": str(config_path),
+        "annotations": str(annotations_path),
+        "images": len(images),
+        "size_measure": "box height in pixels",
+        "buckets": {name: tally.figures() for name, tally in scorer.buckets.items()},
+        "overall": scorer.overall.figures(),
+        "collateral": (round(100.0 * scorer.changed_pixels / scorer.total_pixels, 2)
+                       if scorer.total_pixels else None),
+        "ms_per_image": round(1000.0 * seconds / len(images), 1) if images else None,
+        "leaked_faces": sorted(scorer.leaked_faces, key=lambda face: -face["ssim"]),
+    }
+
+
+class _Photos:
+    """First node of an eval pipeline: the annotated photos, as input.visual would give them."""
+
+    node_name = "eval.photos"
+    inputs = ["none"]
+    outputs = list(FED_KEYS)
+
+    def __init__(self, root: Path, images: list[dict[str, Any]]) -> None:
+        self.failed_items: list[str] = []
+        self._root = root
+        self._images = iter(images)
+        self.sent: deque[tuple[dict[str, Any], np.ndarray]] = deque()  # not collected yet, in order
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        entry = next(self._images, None)
+        if entry is None:
+            return {"pipeline_end": True}
+        path = self._root / entry["file"]
+        image = read_image(path)
         if image is None:
-            raise MediaError(f"cannot read image '{root / entry['file']}' listed in the annotations")
+            raise MediaError(f"cannot read image '{path}' listed in the annotations")
+        self.sent.append((entry, image))
+        item = MediaItem(path, path.name, "image", fps=1.0)
+        return {"img": image.copy(), "filename": path.name, "pipeline_end": False, "saved_video_fps": 1.0,
+                "frame_info": FrameInfo(item, 0)}
+
+    def release(self, completed: bool = True) -> None:
+        """Nothing to free."""
+
+
+class _Collect:
+    """Last node of an eval pipeline: scores each photo's outputs as they come out."""
+
+    node_name = "eval.collect"
+    inputs = ["all", "pipeline_end"]
+    outputs: list[str] = []
+
+    def __init__(self, source: _Photos, scorer: _Scorer, done: Callable[[], Any]) -> None:
+        self.failed_items: list[str] = []
+        self._source, self._scorer, self._done = source, scorer, done
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        if not inputs.get("pipeline_end"):
+            entry, image = self._source.sent.popleft()
+            self._scorer.add(entry, image, inputs)
+            self._done()
+        return {}
+
+    def release(self, completed: bool = True) -> None:
+        """Nothing to free."""
+
+
+class _Scorer:
+    """The tallies of an evaluation, one photo's outputs at a time."""
+
+    def __init__(self, on_image: OnImage | None) -> None:
+        self.buckets = {name: Tally() for name, _, _ in SIZE_BUCKETS}
+        self.overall = Tally()
+        self.changed_pixels = self.total_pixels = 0
+        self.leaked_faces: list[dict[str, Any]] = []
+        self._on_image = on_image
+
+    def add(self, entry: dict[str, Any], image: np.ndarray, data: dict[str, Any]) -> None:
+        """Count the faces of ``entry`` found, missed and left visible in ``data``."""
+        buckets, overall = self.buckets, self.overall
         faces = np.asarray(entry["faces"], dtype=np.float64).reshape(-1, 4)
         ignore = np.asarray(entry.get("ignore", []), dtype=np.float64).reshape(-1, 4)
-        started = time.perf_counter()
-        data = _run_nodes(nodes, image.copy(), root / entry["file"])
-        seconds += time.perf_counter() - started
         output = data.get("img")
-        if on_image is not None:
-            on_image(entry, image, output)
+        if self._on_image is not None:
+            self._on_image(entry, image, output)
         detections = np.asarray(data.get("bboxes", np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)
         detections = detections * np.array([image.shape[1], image.shape[0]] * 2)
         scores = np.asarray(data.get("bbox_scores", np.ones(len(detections))), dtype=np.float64)
@@ -151,40 +229,14 @@ def evaluate(
                 tally.faces += 1
                 tally.leaked += int(leaked)
             if leaked:
-                leaked_faces.append({
+                self.leaked_faces.append({
                     "file": entry["file"], "box": [round(float(v), 1) for v in box],
                     "height": round(float(heights[face_index]), 1), "ssim": round(float(similarity), 3),
                     "detected": bool(detected[face_index]),
                 })
         changed, total = collateral_pixels(image, output, np.vstack([faces, ignore]))
-        changed_pixels += changed
-        total_pixels += total
-    for node in nodes:
-        node.release()
-    return {
-        "config": str(config_path),
-        "annotations": str(annotations_path),
-        "images": len(images),
-        "size_measure": "box height in pixels",
-        "buckets": {name: tally.figures() for name, tally in buckets.items()},
-        "overall": overall.figures(),
-        "collateral": round(100.0 * changed_pixels / total_pixels, 2) if total_pixels else None,
-        "ms_per_image": round(1000.0 * seconds / len(images), 1) if images else None,
-        "leaked_faces": sorted(leaked_faces, key=lambda face: -face["ssim"]),
-    }
-
-
-def _run_nodes(nodes: list[Any], image: np.ndarray, path: Path) -> dict[str, Any]:
-    """The pool input.visual would give for this photo, through the evaluated nodes."""
-    item = MediaItem(path, path.name, "image", fps=1.0)
-    data: dict[str, Any] = {
-        "img": image, "filename": path.name, "pipeline_end": False, "saved_video_fps": 1.0,
-        "frame_info": FrameInfo(item, 0),
-    }
-    for node in nodes:
-        outputs = node.run(data if "all" in node.inputs else {k: data[k] for k in node.inputs})
-        merge_outputs(data, outputs, getattr(node, "appends", ()))
-    return data
+        self.changed_pixels += changed
+        self.total_pixels += total
 
 
 def format_report(report: dict[str, Any], worst: int = 10) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from facepriv.config import RunConfig, load_run_config, parse_node_config
 from facepriv.errors import ConfigError
-from facepriv.evaluation.metrics import LEAK_SSIM, collateral_pixels, face_similarity, iou_matrix
+from facepriv.evaluation.metrics import LEAK_SSIM, collateral_pixels, face_similarity, iou_matrix, is_leak
 
 # CenterFace at full resolution finds faces down to about 10 px and, unlike MTCNN at
 # permissive thresholds, rarely takes wood grain, fabric or an oven door for a face
@@ -110,7 +110,7 @@ class _LeakCheck:
             for box, score in zip(faces, scores, strict=True)
             if (similarity := face_similarity(seen.original, seen.output, box)) is not None
         ]
-        leaked = [entry for entry in scored if entry[0] >= LEAK_SSIM]
+        leaked = [entry for entry in scored if is_leak(entry[0])]
         worst = max(scored, key=lambda entry: entry[0], default=None)
         changed, total = collateral_pixels(seen.original, seen.output, seen.faces)
         self.changed_pixels += changed

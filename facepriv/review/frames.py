@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facepriv import media
 from facepriv.camera_motion import CameraMotion
 from facepriv.geometry import transform_boxes
-from facepriv.video import VideoReader
+from facepriv.media import reading
+from facepriv.media.video import VideoReader
 
 CACHED_FRAMES = 48
 JPEG_QUALITY = 85
@@ -75,8 +75,8 @@ class FrameSource:
     def _decode(self, index: int) -> np.ndarray | None:
         if index < 0:
             return None
-        if media.is_image(self.path):
-            return media.read_image(self.path) if index == 0 else None
+        if reading.is_image(self.path):
+            return reading.read_image(self.path) if index == 0 else None
         if self._frames is None or index < self._position:
             self._close()
             self._frames = (decoded.image for decoded in VideoReader(self.path).frames())
@@ -84,7 +84,7 @@ class FrameSource:
         for image in self._frames:
             self._position += 1
             if self._position - 1 == index:
-                return media.to_bgr(image)
+                return reading.to_bgr(image)
         self._close()
         return None
 

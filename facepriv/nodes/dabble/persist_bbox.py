@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from facepriv.camera_motion import CameraMotion
-from facepriv.media import MediaItem
+from facepriv.media.reading import MediaItem
 from facepriv.node import AbstractNode
 from facepriv.tracking import FaceTracks, Track, TrackSettings
 

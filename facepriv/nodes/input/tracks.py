@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from facepriv.errors import ConfigError
-from facepriv.media import MediaItem
+from facepriv.media.reading import MediaItem
 from facepriv.node import AbstractNode, load_node_class
 from facepriv.per_file import FileBoundary
 from facepriv.tracks_file import hidden_boxes, load_tracks

@@ -3,7 +3,7 @@
 Everything that can be checked before the first frame is (the source exists, a single
 image decodes, a single video opens, a camera opens). When the source names several
 files, one that cannot be read is logged, skipped and counted, and the run goes on.
-Video files are decoded with PyAV (see ``facepriv.video``): each frame keeps its
+Video files are decoded with PyAV (see ``facepriv.media.video``): each frame keeps its
 presentation time and is turned upright, and a damaged file never lets a half-decoded
 frame out.
 """
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from facepriv import media
 from facepriv.errors import MediaError
-from facepriv.media import FrameInfo, MediaItem
+from facepriv.media import reading
+from facepriv.media.reading import FrameInfo, MediaItem
+from facepriv.media.video import MAX_SOURCE_FPS, DamagedVideo, UnreadableVideo, VideoReader, probe_video
 from facepriv.node import AbstractNode
-from facepriv.video import MAX_SOURCE_FPS, DamagedVideo, UnreadableVideo, VideoReader, probe_video
 
 LIVE_TIME_BASE = Fraction(1, 1000)  # webcam frames are stamped in measured milliseconds
 NO_FIRST_FRAME = {
@@ -81,19 +81,19 @@ class Node(AbstractNode):
         if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
             self._open_capture(int(source), f"webcam {source}", "webcam")
             return []
-        if isinstance(source, str) and media.is_stream_url(source):
+        if isinstance(source, str) and reading.is_stream_url(source):
             self._open_capture(source, f"stream {source}", "stream")
             return []
-        items, single = media.expand_sources(source, self.recursive)
+        items, single = reading.expand_sources(source, self.recursive)
         if single:
             self._check_single_file(items[0][0])
         return items
 
     def _check_single_file(self, path: Path) -> None:
         """The only file of the source: its problems are errors, reported before the first frame."""
-        if media.is_image(path) and media.read_image(path, self.max_megapixels) is None:
+        if reading.is_image(path) and reading.read_image(path, self.max_megapixels) is None:
             raise MediaError(f"cannot read image '{path}': the file is damaged or not an image")
-        if media.is_video(path):
+        if reading.is_video(path):
             probe_video(path, self.max_megapixels)
 
     def _open_capture(self, target: int | str, label: str, kind: str) -> None:
@@ -107,7 +107,7 @@ class Node(AbstractNode):
                 "program, or set input.visual.source to a file or folder"
             )
         size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        too_large = media.pixel_limit_reason(*size, self.max_megapixels, "its frames are")
+        too_large = reading.pixel_limit_reason(*size, self.max_megapixels, "its frames are")
         ok, image = (False, None) if too_large else capture.read()
         if not ok:  # a run that reads nothing must not end as if it had succeeded
             capture.release()
@@ -121,12 +121,12 @@ class Node(AbstractNode):
         if self._capture is not None:
             yield from self._live_frames()
             return
-        files = media.progress_bar(len(self._items), "files", "file") if len(self._items) > 1 else None
+        files = reading.progress_bar(len(self._items), "files", "file") if len(self._items) > 1 else None
         if files is not None:
             self._bars.append(files)
         try:
             for path, name in self._items:
-                if media.is_image(path):
+                if reading.is_image(path):
                     image, reason = self._read_image(path)
                     if image is None:
                         self._skip(MediaItem(path, name, "image"), reason)
@@ -144,8 +144,8 @@ class Node(AbstractNode):
     def _read_image(self, path: Path) -> tuple[np.ndarray | None, str]:
         """The image, or None and why not."""
         try:
-            image = media.read_image(path, self.max_megapixels)
-        except media.ImageRefused as err:
+            image = reading.read_image(path, self.max_megapixels)
+        except reading.ImageRefused as err:
             return None, err.reason
         return image, "the file is damaged or not an image"
 
@@ -182,7 +182,7 @@ class Node(AbstractNode):
             color_tags=reader.color_tags(),
             replay=lambda: self._replay(path),
         )
-        bar = media.progress_bar(reader.frame_count, name, "frame", position=position, leave=position == 0)
+        bar = reading.progress_bar(reader.frame_count, name, "frame", position=position, leave=position == 0)
         self._bars.append(bar)
         count = 0
         try:
@@ -235,7 +235,7 @@ class Node(AbstractNode):
         }
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
-        image = media.to_bgr(image)
+        image = reading.to_bgr(image)
         if self.resize["do_resizing"]:
             import cv2
 

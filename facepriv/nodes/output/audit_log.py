@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from facepriv import __version__
-from facepriv.media import MediaItem
-from facepriv.outputs import ensure_writable_dir, write_text_atomically
+from facepriv.media.outputs import ensure_writable_dir, write_text_atomically
+from facepriv.media.reading import MediaItem
 from facepriv.per_file import PerFileWriter, sidecar_path
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from facepriv.errors import ConfigError, MediaError
+from facepriv.media.outputs import AtomicOutput, ensure_writable_dir, write_errors_reported
 from facepriv.node import AbstractNode
-from facepriv.outputs import AtomicOutput, ensure_writable_dir, write_errors_reported
 
 
 def _cell(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """output.media_writer: anonymised images and videos, written atomically.
 
 An image is written in the input's format, without metadata unless ``keep_metadata``.
-A video is encoded through PyAV (``facepriv.video_writer``): each frame keeps its
+A video is encoded through PyAV (``facepriv.media.video_writer``): each frame keeps its
 source timestamp and the source's audio is copied unchanged. Outputs mirror the
 input's path below the source folder, are written to a temporary file renamed when
 complete, never replace their input, and replace an existing output only if
@@ -12,17 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facepriv import media
 from facepriv.errors import MediaError
-from facepriv.image_metadata import encode_image
-from facepriv.media import FrameInfo, MediaItem
-from facepriv.node import AbstractNode
-from facepriv.outputs import (
+from facepriv.media import reading
+from facepriv.media.image_metadata import encode_image
+from facepriv.media.outputs import (
     AtomicOutput,
     UnwritableName,
     check_replaceable,
@@ -31,8 +29,10 @@ from facepriv.outputs import (
     name_errors,
     write_errors_reported,
 )
-from facepriv.video import load_av
-from facepriv.video_writer import EncoderSettings, VideoWriter, check_settings
+from facepriv.media.reading import FrameInfo, MediaItem
+from facepriv.media.video import load_av
+from facepriv.media.video_writer import EncoderSettings, VideoWriter, check_settings, output_name
+from facepriv.node import AbstractNode
 
 if TYPE_CHECKING:
     from facepriv.batch.serial import SerialJournal
@@ -72,7 +72,7 @@ class Node(AbstractNode):
         image: np.ndarray = inputs["img"]
         info: FrameInfo | None = inputs.get("frame_info")
         filename = info.item.name if info else (inputs.get("filename") or "output.mp4")
-        is_image = info.item.kind == "image" if info else media.is_image(filename)
+        is_image = info.item.kind == "image" if info else reading.is_image(filename)
         source = info.item.path if info else None
         if is_image:
             self._close_video(finished=True)
@@ -124,7 +124,7 @@ class Node(AbstractNode):
 
     # ------------------------------------------------------------------ images
     def _write_image(self, filename: str, image: np.ndarray, source: Path | None) -> None:
-        path = self._output_path(filename, source)
+        path = self._output_path(output_name(filename, False, self.config), source)
         data = encode_image(image, path.suffix, source, self.keep_metadata)
         output = AtomicOutput(path)
         try:
@@ -141,9 +141,7 @@ class Node(AbstractNode):
     def _open_video(self, filename: str, image: np.ndarray, info: FrameInfo | None, fps: float) -> None:
         item = info.item if info else None
         source = item.path if item is not None and item.kind == "video" else None
-        path = self._output_path(
-            PurePosixPath(filename).with_suffix(self._settings.suffix).as_posix(), source
-        )
+        path = self._output_path(output_name(filename, True, self.config), source)
         if info is not None and info.time_base is not None:
             time_base, fps = info.time_base, item.fps or fps
         else:  # no timestamps (a caller without input.visual): a constant rate

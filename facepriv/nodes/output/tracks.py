@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from facepriv import __version__
-from facepriv.media import MediaItem
-from facepriv.outputs import ensure_writable_dir
+from facepriv.config import node_spec
+from facepriv.media.outputs import ensure_writable_dir
+from facepriv.media.reading import MediaItem
 from facepriv.per_file import PerFileWriter, sidecar_path
+from facepriv.plan import PlannedNode, output_dir_of, output_paths
 from facepriv.tracks_file import SUFFIX, pixel_box, save_tracks
-
-WRITER = "output.media_writer"
 
 
 class Node(PerFileWriter):
@@ -79,22 +79,29 @@ class Node(PerFileWriter):
     def _render_nodes(self) -> list[dict[str, Any]]:
         """The draw nodes and the writer of this run, output_dir made absolute: what review
         renders a reviewed file with."""
+        writer = self._writer()
         chosen = []
         for name, settings in self.run_settings:
-            if name.startswith("draw.") or name == WRITER:
-                settings = dict(settings)
-                if "output_dir" in settings:
-                    settings["output_dir"] = os.path.abspath(settings["output_dir"])
-                chosen.append({"node": name, "settings": settings})
+            if writer is not None and name == writer.name:
+                assert writer.spec.job.writes_files is not None
+                key = writer.spec.job.writes_files["output_dir"]
+                settings = {**settings, key: str(output_dir_of(writer))}
+            elif not name.startswith("draw."):
+                continue
+            chosen.append({"node": name, "settings": dict(settings)})
         return chosen
 
     def _output_of(self, item: MediaItem) -> str | None:
-        """Where output.media_writer wrote this input in this run, if it ran."""
-        for name, settings in self.run_settings:
-            if name == WRITER:
-                from facepriv.batch.job import output_paths
+        """Where the run's writer (output.media_writer) wrote this input, if one ran."""
+        writer = self._writer()
+        if writer is None:
+            return None
+        return str(output_paths([(item.path, item.name)], writer)[item.name])
 
-                output_dir = Path(os.path.abspath(settings["output_dir"]))
-                finals = output_paths([(item.path, item.name)], output_dir, settings["container"])
-                return str(finals[item.name])
+    def _writer(self) -> PlannedNode | None:
+        """The node of this run that writes one output per input (``job: writes_files``)."""
+        for name, settings in self.run_settings:
+            spec = node_spec(name)
+            if spec.job.writes_files:
+                return PlannedNode(name, settings, spec)
         return None

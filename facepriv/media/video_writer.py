@@ -22,13 +22,13 @@ import queue
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from facepriv.errors import ConfigError
-from facepriv.video import load_av, main_video_stream
+from facepriv.media.video import load_av, main_video_stream
 
 logger = logging.getLogger("facepriv.video")
 
@@ -46,6 +46,14 @@ PLAYABLE_AUDIO = {
 }
 QUEUED_FRAMES = 4  # frames waiting for the encoding thread; bounds memory and latency
 MPEG_RANGE = 1  # AVCOL_RANGE_MPEG: OpenCV's BGR->I420 gives limited-range YUV
+
+
+def output_name(name: str, video: bool, settings: dict[str, Any]) -> str:
+    """The name output.media_writer gives input ``name`` below output_dir: an image keeps it,
+    a video takes the container's suffix. The writer and a job's plan share this rule."""
+    if not video:
+        return name
+    return PurePosixPath(name).with_suffix(CONTAINERS[settings["container"]][1]).as_posix()
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from facepriv.config import brief
 from facepriv.errors import ConfigError, MediaError
+from facepriv.settings import brief
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
@@ -274,7 +274,7 @@ def read_image(path: str | Path, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS)
     """
     import cv2
 
-    from facepriv.image_header import HEADER_BYTES, image_size
+    from facepriv.media.image_header import HEADER_BYTES, image_size
 
     path = Path(path)
     try:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from facepriv.errors import MediaError
-from facepriv.media import DEFAULT_MAX_MEGAPIXELS, pixel_limit_reason
+from facepriv.media.reading import DEFAULT_MAX_MEGAPIXELS, pixel_limit_reason
 
 MAX_SOURCE_FPS = 240.0  # containers sometimes report nonsense such as 90000
 JPEG_RANGE = 2  # AVCOL_RANGE_JPEG: full-range YUV
