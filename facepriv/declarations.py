@@ -54,16 +54,16 @@ class JobDeclaration:
         return getattr(importlib.import_module(module), function)
 
 
-def parse_job_block(name: str, raw: Any, kept_default: bool = False) -> JobDeclaration:
+def parse_job_block(name: str, raw: Any) -> JobDeclaration:
     """The declaration in node ``name``'s ``job:`` block (None or missing: the defaults)."""
     if raw is None:
-        return JobDeclaration(kept_per_worker=kept_default)
+        return JobDeclaration()
     if not isinstance(raw, dict) or set(raw) - set(_KEYS):
         raise ConfigError(f"node '{name}': 'job:' must be a mapping of {', '.join(_KEYS)}")
     return JobDeclaration(
         runs_in_jobs=bool(raw.get("runs_in_jobs", True)),
         reason=str(raw.get("reason", "")),
-        kept_per_worker=bool(raw.get("kept_per_worker", kept_default)),
+        kept_per_worker=bool(raw.get("kept_per_worker", False)),
         thread_keys=tuple(raw.get("thread_keys", ())),
         reads_files=_roles(name, "reads_files", raw.get("reads_files"), _READS),
         writes_files=_roles(name, "writes_files", raw.get("writes_files"), _WRITES),

@@ -45,12 +45,10 @@ class NodeSpec:
 
 def _read_spec(path: Path) -> NodeSpec:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    # facepriv's own model nodes are kept loaded per worker unless their YAML says otherwise
-    # (model.centerface's YAML does not say it yet).
-    return spec_from_yaml(f"{path.parent.name}.{path.stem}", raw, kept_default=path.parent.name == "model")
+    return spec_from_yaml(f"{path.parent.name}.{path.stem}", raw)
 
 
-def spec_from_yaml(name: str, raw: dict[str, Any], kept_default: bool = False) -> NodeSpec:
+def spec_from_yaml(name: str, raw: dict[str, Any]) -> NodeSpec:
     """The spec a node's parsed YAML (typed ``keys:`` form) declares."""
     keys = raw.get("keys") or {}
     legacy_keys = {
@@ -65,7 +63,7 @@ def spec_from_yaml(name: str, raw: dict[str, Any], kept_default: bool = False) -
         legacy_node_names=tuple(raw.get("legacy_node_names", [])),
         legacy_keys=legacy_keys,
         appends=tuple(raw.get("append", [])),
-        job=parse_job_block(name, raw.get("job"), kept_default),
+        job=parse_job_block(name, raw.get("job")),
     )
 
 
