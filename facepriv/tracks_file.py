@@ -81,3 +81,42 @@ def save_tracks(path: Path, data: dict[str, Any]) -> Path:
     frames = ",\n".join(json.dumps(frame, separators=(",", ":")) for frame in data.get("frames", []))
     text = "\n".join([*lines, f' "format": "{TRACKS_FORMAT}",', ' "frames": [', frames, "]}", ""])
     return write_text_atomically(path, text)
+
+
+def carry_review(path: Path, data: dict[str, Any]) -> list[str]:
+    """Before ``data`` replaces the tracks file at ``path``: the boxes a reviewer added to it
+    (its ``added`` tracks) go into ``data`` under new ids, frame by frame, so that running the
+    pipeline again never shows what a reviewer hid. ``keep`` is not carried (track ids change
+    from run to run: the faces are hidden again until reviewed). A file whose frames do not
+    line up with ``data``'s is copied to ``<path>.previous`` instead. Returns what was done,
+    for the log."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict) or old.get("source") != data.get("source"):
+        return []
+    added = {int(t) for t in old.get("added", []) if isinstance(t, int)}
+    notes = []
+    if old.get("keep"):
+        notes.append(f"the {len(old['keep'])} track(s) kept visible in '{path}' are hidden again: "
+                     "track ids change from run to run; review the file again")
+    if not added:
+        return notes
+    old_frames, frames = old.get("frames", []), data.get("frames", [])
+    if not isinstance(old_frames, list) or len(old_frames) != len(frames):
+        backup = path.with_name(path.name + ".previous")
+        backup.write_bytes(path.read_bytes())
+        return [*notes, f"'{path}' held boxes added in review for another cut of the input: "
+                        f"kept as '{backup}'"]
+    used = [face[4] for frame in frames for face in frame.get("faces", [])]
+    first_free = max(used, default=-1) + 1
+    renamed = {track: first_free + index for index, track in enumerate(sorted(added))}
+    for frame, old_frame in zip(frames, old_frames, strict=True):
+        for face in old_frame.get("faces", []) if isinstance(old_frame, dict) else []:
+            if isinstance(face, list) and len(face) == 5 and face[4] in renamed:
+                frame.setdefault("faces", []).append([*face[:4], renamed[face[4]]])
+                frame.setdefault("scores", []).append(1.0)
+                frame.setdefault("held", []).append(False)
+    data["added"] = sorted(renamed.values())
+    return [*notes, f"{len(renamed)} track(s) added in review to '{path}' carried into the new file"]

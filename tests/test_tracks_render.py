@@ -160,3 +160,37 @@ def test_photos_are_one_frame_tracks_files_and_render_keeps_a_kept_face(tmp_path
     other = cv2.imread(str(tmp_path / "rendered" / "b.jpg"))  # its file keeps nothing: hidden
     assert ssim(crop(frame, face), crop(other, face)) < 0.5
     assert (tmp_path / "in" / "a.png").read_bytes() == original, "the input is never modified"
+
+
+@pytest.mark.slow
+def test_running_again_keeps_boxes_a_reviewer_added_and_hides_kept_faces_again(tmp_path: Path,
+                                                                               sample_video: Path) -> None:
+    import cv2
+
+    (tmp_path / "in").mkdir()
+    frame = read_frames(sample_video)[0]
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), frame)
+    config = tmp_path / "photos.yml"
+    config.write_text(f"nodes:\n- input.visual:\n    source: {tmp_path / 'in'}\n- model.centerface\n"
+                      f"- dabble.persist_bbox\n- output.tracks:\n    output_dir: {tmp_path / 'out'}\n"
+                      f"- draw.fill_bbox\n- output.media_writer:\n    output_dir: {tmp_path / 'out'}\n"
+                      "    overwrite: true\n")
+    api.run(config)
+    tracks = tmp_path / "out" / "a.png.tracks.json"
+    data = load_tracks(tracks)
+    face = data["frames"][0]["faces"][0]
+    data["keep"] = [face[4]]
+    data["frames"][0]["faces"].append([*ADDED_BOX, 99])
+    data["frames"][0]["scores"].append(1.0)
+    data["frames"][0]["held"].append(False)
+    data["added"] = [99]
+    save_tracks(tracks, data)
+    api.run(config)  # the same job again: the review must not be lost by overwriting its file
+    again = load_tracks(tracks)
+    assert again["keep"] == []  # track ids change from run to run: hidden again until reviewed
+    added = [box for box in again["frames"][0]["faces"] if box[4] in again["added"]]
+    assert len(again["added"]) == 1 and [box[:4] for box in added] == [ADDED_BOX]
+    assert len(again["frames"][0]["scores"]) == len(again["frames"][0]["faces"])
+    api.render([tracks], config, {"output.media_writer": {"output_dir": str(tmp_path / "rendered")}})
+    shown = cv2.imread(str(tmp_path / "rendered" / "a.png"))
+    assert ssim(crop(frame, ADDED_BOX), crop(shown, ADDED_BOX)) < 0.5  # still hidden

@@ -2,9 +2,10 @@
 
 One face-tracks-v1 file per input (``facepriv.tracks_file``), written atomically when
 the file ends, like output.audit_log's records; an interrupted run or a damaged input
-writes none. The file records what ``facepriv render`` needs to render the input again
-without detection: the source, each frame's boxes in pixels with their track ids, and
-the draw and writer nodes of this run.
+writes none, and running again keeps the boxes a reviewer added to the last file. The file
+records what ``facepriv render`` needs to render the input again without detection: the
+source, each frame's boxes in pixels with their track ids, and the draw and writer nodes
+of this run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from facepriv.media.outputs import ensure_writable_dir
 from facepriv.media.reading import MediaItem
 from facepriv.per_file import PerFileWriter, sidecar_path
 from facepriv.plan import PlannedNode, output_dir_of, output_paths
-from facepriv.tracks_file import SUFFIX, pixel_box, save_tracks
+from facepriv.tracks_file import SUFFIX, carry_review, pixel_box, save_tracks
 
 
 class Node(PerFileWriter):
@@ -73,8 +74,10 @@ class Node(PerFileWriter):
             "facepriv_version": __version__,
             "frames": frames,
         }
-        path = save_tracks(sidecar_path(self._dir, item, SUFFIX), data)
-        self.logger.info("wrote %s", path)
+        path = sidecar_path(self._dir, item, SUFFIX)
+        for note in carry_review(path, data):  # a reviewed file is never simply overwritten
+            self.logger.warning(note)
+        self.logger.info("wrote %s", save_tracks(path, data))
 
     def _render_nodes(self) -> list[dict[str, Any]]:
         """The draw nodes and the writer of this run, output_dir made absolute: what review
