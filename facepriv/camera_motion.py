@@ -43,6 +43,15 @@ class MotionStep:
 IDENTITY = np.eye(3)
 
 
+def next_to_scene(previous: np.ndarray | None, step: MotionStep | None) -> np.ndarray:
+    """A frame's transform to its shot's first frame (normalised coordinates), from the
+    previous frame's (None: this frame starts the video) and the motion since: a cut
+    starts a new shot, no motion (None) keeps the picture still."""
+    if previous is None or (step is not None and step.cut):
+        return IDENTITY
+    return previous if step is None else previous @ np.linalg.inv(step.matrix)
+
+
 class CameraMotion:
     """Feed frames in order; each call says how the picture moved since the last one."""
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from facepriv.geometry import normalise_boxes
 from facepriv.keyframes import Detections, KeyFrameDetector
 from facepriv.node import AbstractNode
 from facepriv.runner import HeldFrame, merge_outputs
@@ -60,8 +61,9 @@ class FaceDetectorNode(AbstractNode):
         return [self.label]
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        at_once = inputs and not len(self._keyframes or ()) and self._video_of(inputs) is None
-        if self._keyframes is None or at_once:  # a photo or live frame with no video frame before it
+        keyframes = self._keyframes
+        if keyframes is None or (inputs and not len(keyframes) and self._video_of(inputs) is None):
+            # every frame detected; or a photo or live frame with no video frame waiting before it
             if inputs.get("pipeline_end"):
                 return {}
             return self._outputs(inputs["img"], self._detect_safely(inputs["img"], inputs))
@@ -139,9 +141,3 @@ class FaceDetectorNode(AbstractNode):
             "bbox_scores": np.asarray(scores, dtype=np.float32),
         }
 
-
-def normalise_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Pixel x1, y1, x2, y2 boxes to [0, 1] coordinates, clipped to the frame."""
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    scale = np.array([width, height, width, height], dtype=np.float32)
-    return np.clip(boxes / scale, 0.0, 1.0)

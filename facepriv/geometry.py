@@ -50,3 +50,16 @@ def share_inside_unit_square(boxes: np.ndarray) -> np.ndarray:
     inside = np.clip(boxes, 0.0, 1.0)
     area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 1e-12, None), axis=1)
     return np.prod(np.clip(inside[:, 2:] - inside[:, :2], 0, None), axis=1) / area
+
+
+def normalise_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Pixel x1, y1, x2, y2 boxes to [0, 1] coordinates, clipped to the frame."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    scale = np.array([width, height, width, height], dtype=np.float32)
+    return np.clip(boxes / scale, 0.0, 1.0)
+
+
+def pixel_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Normalised boxes to pixels of a ``width`` x ``height`` frame (float32, not rounded)."""
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale).astype(np.float32)

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from facepriv.camera_motion import IDENTITY, CameraMotion
-from facepriv.geometry import iou_matrix, transform_boxes
+from facepriv.camera_motion import IDENTITY, CameraMotion, next_to_scene
+from facepriv.geometry import iou_matrix, normalise_boxes, pixel_boxes, transform_boxes
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # (N x 4 pixel boxes, N scores, N labels)
 # Thumbnails of consecutive frames of one shot correlate at 0.6 or more, across a cut at
@@ -107,7 +107,7 @@ class KeyFrameDetector:
             step = self._motion.update(pool["img"])
             self._motion.avoid(self._recent_faces)
             pool["camera_motion"] = step
-            self._to_scene = IDENTITY if step.cut else self._to_scene @ np.linalg.inv(step.matrix)
+            self._to_scene = next_to_scene(self._to_scene, step)
         frame = _Frame(pool, chain, self._to_scene)
         if chain is None or chain is not self._chain or self._since_key + 1 >= self.every:
             self._submit(frame)
@@ -177,7 +177,8 @@ class KeyFrameDetector:
                 frame.result = frame.job.result()
             else:
                 frame.result = self._whole_frame(frame.pool["img"])
-            self._recent_faces = _normalised(frame.result[0], frame.pool["img"])
+            height, width = frame.pool["img"].shape[:2]
+            self._recent_faces = normalise_boxes(frame.result[0], width, height)
         return frame.result is not None and frame.job is not None
 
     def _wait_for_oldest_job(self) -> bool:
@@ -232,7 +233,8 @@ class KeyFrameDetector:
             assert in_scene is not None
             boxes, scores, labels = in_scene.at(share)
             moved = transform_boxes(np.linalg.inv(frame.to_scene), boxes)
-            frame.result = (_pixels(moved, frame.pool["img"]), scores, labels)
+            height, width = frame.pool["img"].shape[:2]
+            frame.result = (pixel_boxes(moved, width, height), scores, labels)
 
 
 @dataclass
@@ -280,19 +282,9 @@ def compare(first: Detections, second: Detections, min_iou: float, faint_score: 
     return Stretch(first, second, pairs, only_a, only_b, mean_overlap)
 
 
-def _normalised(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:
-    height, width = np.asarray(image).shape[:2]
-    return np.asarray(boxes, np.float64).reshape(-1, 4) / np.array([width, height, width, height])
-
-
-def _pixels(boxes: np.ndarray, image: np.ndarray) -> np.ndarray:
-    height, width = np.asarray(image).shape[:2]
-    return (np.asarray(boxes, np.float64).reshape(-1, 4) * np.array([width, height, width, height])
-            ).astype(np.float32)
-
-
 def _in_scene(frame: _Frame) -> Detections:
     """A detected frame's boxes in normalised scene coordinates."""
     assert frame.result is not None
     boxes, scores, labels = frame.result
-    return transform_boxes(frame.to_scene, _normalised(boxes, frame.pool["img"])), scores, labels
+    height, width = frame.pool["img"].shape[:2]
+    return transform_boxes(frame.to_scene, normalise_boxes(boxes, width, height)), scores, labels

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from facepriv.camera_motion import IDENTITY, MotionStep
+from facepriv.camera_motion import MotionStep, next_to_scene
 from facepriv.geometry import grow_boxes, iou_matrix, share_inside_unit_square, transform_boxes
 
 VELOCITY_SPAN = 5  # detections used to estimate a track's motion
@@ -159,10 +159,8 @@ class FaceTracks:
         """
         if self._newest is None or (motion is not None and motion.cut):
             self.shot_starts.append(time)
-            to_scene = IDENTITY
-        else:
-            step = IDENTITY if motion is None else motion.matrix
-            to_scene = self._to_scene[self._newest] @ np.linalg.inv(step)
+        previous = None if self._newest is None else self._to_scene[self._newest]
+        to_scene = next_to_scene(previous, motion)
         self._to_scene[time], self._newest = to_scene, time
         shot = self.shot_starts[-1]
         scene_boxes = transform_boxes(to_scene, boxes)

@@ -27,6 +27,7 @@ import numpy as np
 from facepriv.camera_motion import CameraMotion
 from facepriv.media.reading import MediaItem
 from facepriv.node import AbstractNode
+from facepriv.runner import HeldFrame
 from facepriv.tracking import FaceTracks, Track, TrackSettings
 
 
@@ -154,7 +155,7 @@ class Node(AbstractNode):
         if pool["img"] is None:
             pool["img"] = self._replayed(waiting)
         pool.update(bboxes=boxes, bbox_labels=labels, bbox_scores=scores, bbox_held=held, bbox_tracks=ids)
-        return pool
+        return HeldFrame(pool)  # the whole pool of its own frame, which may not be the tick's
 
     def _replayed(self, waiting: _Waiting) -> np.ndarray:
         """The frame decoded again; if the file does not decode the same, the item fails."""
