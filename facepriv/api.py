@@ -78,24 +78,50 @@ def run(
     set_custom_nodes_dir(custom_nodes_dir)
     run_config = load_run_config(config_path)
     overrides = parse_node_config(node_config) if isinstance(node_config, str) else node_config
+    summary = _execute(run_config, overrides, _engine_choice(engine, workers, address), force=force,
+                       num_iter=num_iter)
+    return _finished(summary)
+
+
+def _engine_choice(engine: str | None, workers: int | None, address: str | None) -> dict[str, Any]:
+    """The engine settings given on the command line, laid over the run config's."""
     chosen = {key: value for key, value in
               {"name": engine, "workers": workers, "address": address}.items() if value is not None}
     if engine in ENGINES:  # a Ray address in the run config does not apply to another engine
         chosen.update({key: None for entry in ENGINES.values() for key in entry.own_keys
                        if key not in ENGINES[engine].own_keys and key not in chosen})
-    settings = engine_settings(run_config.engine, chosen)
+    return chosen
+
+
+def _execute(
+    run_config: RunConfig,
+    overrides: dict[str, dict[str, Any]] | None,
+    engine_choice: dict[str, Any],
+    *,
+    force: bool = False,
+    num_iter: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """One run: a job spread over processes when the engine settings ask for workers or Ray,
+    else serial. ``progress(done, total)`` follows a serial run whose first node counts
+    ``frames_out`` of ``total_frames`` (input.tracks); a job draws its own bar."""
+    settings = engine_settings(run_config.engine, engine_choice)
     if settings["workers"] is not None or settings["name"] != "local":
         from facepriv.batch.job import run_job
 
-        summary = run_job(run_config, overrides, settings, force=force, num_iter=num_iter)
-    else:
-        if force:
-            raise ConfigError("--force redoes the files of a job: use it with --workers or --engine ray")
-        from facepriv.batch.serial import serial_session
+        return run_job(run_config, overrides, settings, force=force, num_iter=num_iter)
+    if force:
+        raise ConfigError("--force redoes the files of a job: use it with --workers or --engine ray")
+    from facepriv.batch.serial import serial_session
 
-        with serial_session(make_plan(run_config, overrides)) as extras:
-            summary = Pipeline(build_nodes(run_config, overrides, extras=extras)).run(num_iter=num_iter)
-    return _finished(summary)
+    with serial_session(make_plan(run_config, overrides)) as extras:
+        nodes = build_nodes(run_config, overrides, extras=extras)
+
+        def tick() -> None:
+            if progress is not None:
+                progress(nodes[0].frames_out, nodes[0].total_frames)  # type: ignore[attr-defined]
+
+        return Pipeline(nodes).run(num_iter=num_iter, on_tick=tick)
 
 
 def _finished(summary: RunSummary, verb: str = "run") -> RunSummary:
@@ -121,21 +147,29 @@ def render(
     *,
     nodes: list[tuple[str, dict[str, Any]]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    engine: str | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+    force: bool = False,
 ) -> RunSummary:
     """Render the inputs of tracks files (output.tracks) again with the boxes of the files.
 
     No model or dabble node runs: input.tracks hands on each frame with the file's boxes
     (tracks in ``keep`` left out, boxes a reviewer added included), then the draw and output
     nodes of ``config_path`` (or ``nodes``, as a tracks file records them) run as in
-    ``run``. Files are rendered one after the other (serial). ``progress(done, total)`` is
-    called after every frame.
+    ``run``, serial or as a job over ``workers`` / Ray (the config's ``engine:`` applies).
+    The manifest in output_dir keys each file by its tracks file: one saved again after a
+    review is rendered again, an unchanged one is skipped. ``progress(done, total)`` is
+    called after every frame of a serial render.
     """
     if not tracks:
         raise ConfigError("render needs at least one tracks file: pass --tracks FILE")
+    engine_config = RunConfig([]).engine
     if nodes is None:
         if config_path is None:
             raise ConfigError("render needs a run config for its draw and output nodes: pass --config_path")
-        nodes = load_run_config(config_path).nodes
+        loaded = load_run_config(config_path)
+        nodes, engine_config = loaded.nodes, loaded.engine
     chosen = [(name, settings) for name, settings in nodes
               if name.split(".")[0] in ("draw", "output") and name not in RENDER_SKIPS]
     if not any(name.startswith("draw.") for name, _ in chosen):
@@ -143,13 +177,9 @@ def render(
                           "draw.fill_bbox")
     if not any(name.startswith("output.") for name, _ in chosen):
         raise ConfigError("the render config has no output node: add output.media_writer")
-    run_config = RunConfig([("input.tracks", {"source": [str(path) for path in tracks]}), *chosen])
+    run_config = RunConfig([("input.tracks", {"source": [str(path) for path in tracks]}), *chosen],
+                           engine_config)
     overrides = parse_node_config(node_config) if isinstance(node_config, str) else node_config
-    built = build_nodes(run_config, overrides)
-    source = built[0]
-
-    def tick() -> None:
-        if progress is not None:
-            progress(source.frames_out, source.total_frames)  # type: ignore[attr-defined]
-
-    return _finished(Pipeline(built).run(on_tick=tick), "render")
+    summary = _execute(run_config, overrides, _engine_choice(engine, workers, address), force=force,
+                       progress=progress)
+    return _finished(summary, "render")

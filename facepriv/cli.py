@@ -70,6 +70,27 @@ def _log_level_option(default: str):  # noqa: ANN202 - a click decorator
     )
 
 
+def _job_options(what: str):  # noqa: ANN202 - a click decorator
+    """--workers, --engine, --address and --force: the same job for run and render."""
+    options = [
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help=f"Spread {what} over N processes, as a resumable job."),
+        click.option("--engine", type=click.Choice(list(ENGINES)), default=None,
+                     help="Where a job's workers run: local processes, or Ray actors (needs facepriv[ray])."),
+        click.option("--address", default=None,
+                     help="Ray cluster to use with --engine ray: auto or ray://host:port."),
+        click.option("--force", is_flag=True,
+                     help="Redo every file of a job, even those its manifest shows done."),
+    ]
+
+    def decorate(command):  # noqa: ANN001, ANN202
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 _custom_nodes_dir_option = click.option(
     "--custom_nodes_dir", default=None, type=click.Path(file_okay=False),
     help="Folder of custom nodes (<type>/<name>.py, configs/<type>/<name>.yml)  [default: src/custom_nodes].",
@@ -92,16 +113,7 @@ def cli() -> None:
 @click.option(
     "--num_iter", type=click.IntRange(min=1), default=None, help="Stop after N frames."
 )
-@click.option(
-    "--workers", type=click.IntRange(min=1), default=None,
-    help="Spread the files of a file or folder source over N processes, as a resumable job.",
-)
-@click.option(
-    "--engine", type=click.Choice(list(ENGINES)), default=None,
-    help="Where a job's workers run: local processes, or Ray actors (needs facepriv[ray]).",
-)
-@click.option("--address", default=None, help="Ray cluster to use with --engine ray: auto or ray://host:port.")
-@click.option("--force", is_flag=True, help="Redo every file of a job, even those its manifest shows done.")
+@_job_options("the files of a file or folder source")
 @_custom_nodes_dir_option
 @_log_level_option("info")
 def run(
@@ -129,15 +141,16 @@ def _stop_like_ctrl_c(signum: int, frame: object) -> None:
                      "dabble nodes are not used).")
 @click.option(
     "--tracks", "tracks", multiple=True, required=True, type=click.Path(dir_okay=False),
-    help="A <name>.tracks.json written by output.tracks (and perhaps reviewed); repeat for more. "
-    "Files are rendered one after the other.",
+    help="A <name>.tracks.json written by output.tracks (and perhaps reviewed); repeat for more.",
 )
 @click.option(
     "--node_config", default=None,
     help='Settings laid over the run config, e.g. \'{"output.media_writer": {"output_dir": "reviewed"}}\'.',
 )
+@_job_options("the tracks files")
 @_log_level_option("info")
-def render(config_path: str, tracks: tuple[str, ...], node_config: str | None, log_level: str) -> None:
+def render(config_path: str, tracks: tuple[str, ...], node_config: str | None, workers: int | None,
+           engine: str | None, address: str | None, force: bool, log_level: str) -> None:
     """Render inputs again with the boxes of their tracks files, without detection: tracks in
     the file's keep list stay visible, boxes added to it are hidden."""
     _setup_logging(log_level)
@@ -145,7 +158,8 @@ def render(config_path: str, tracks: tuple[str, ...], node_config: str | None, l
     _quiet_media_libraries(log_level)
     from facepriv import api
 
-    api.render(list(tracks), config_path, node_config)
+    api.render(list(tracks), config_path, node_config, engine=engine, workers=workers, address=address,
+               force=force)
 
 
 @cli.command()

@@ -13,9 +13,13 @@ and neither reads the job's files nor writes its outputs.
   load, nothing kept from file to file: the node's ``reset()`` forgets the last file).
 - ``thread_keys``: settings set to 1 in every worker unless the user chose them (one
   thread per process is fastest when several processes share the machine).
-- ``reads_files``: ``{source: <setting>, recursive: <setting>}``: the node reads the files
-  a job spreads over workers; as the first node it is given one file per run through its
-  ``items=[(path, output name)]`` constructor argument.
+- ``reads_files``: ``{source: <setting>, recursive: <setting>, files: "module:function"}``
+  (``recursive`` and ``files`` may be left out): the node reads the files a job spreads over
+  workers; as the first node it is given one file per run through its ``items=[(path,
+  output name)]`` constructor argument. ``files(settings)`` lists the (path, output name)
+  pairs and whether the source names one file; without it, the media files of ``source``
+  (``facepriv.media.reading.expand_sources``). Output names keep their media's suffix,
+  which tells a writer a video from an image.
 - ``writes_files``: ``{output_dir: <setting>, overwrite: <setting>, output_name:
   "module:function"}``: the node writes one output per input file below ``output_dir``;
   ``output_name(name, video, settings)`` is the name it gives an input (the job uses the
@@ -27,13 +31,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from facepriv.errors import ConfigError
 
 _KEYS = ("runs_in_jobs", "reason", "kept_per_worker", "thread_keys", "reads_files", "writes_files")
-_READS = ("source", "recursive")
-_WRITES = ("output_dir", "overwrite", "output_name")
+_READS = ("source",), ("recursive", "files")  # needed, optional
+_WRITES = ("output_dir", "overwrite", "output_name"), ()
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,23 @@ class JobDeclaration:
     def output_name_rule(self) -> Callable[[str, bool, dict[str, Any]], str]:
         """The function that names a writer's output (``writes_files.output_name``)."""
         assert self.writes_files is not None
-        module, _, function = self.writes_files["output_name"].partition(":")
-        return getattr(importlib.import_module(module), function)
+        return _function(self.writes_files["output_name"])
+
+    def files_rule(self) -> Callable[[dict[str, Any]], tuple[list[tuple[Path, str]], bool]]:
+        """The function that lists a reader's files (``reads_files.files``), from its settings."""
+        assert self.reads_files is not None
+        roles = self.reads_files
+        if "files" in roles:
+            return _function(roles["files"])
+        from facepriv.media import reading
+
+        return lambda settings: reading.expand_sources(
+            settings[roles["source"]], bool(settings[roles["recursive"]]) if "recursive" in roles else False)
+
+
+def _function(reference: str) -> Callable[..., Any]:
+    module, _, function = reference.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def parse_job_block(name: str, raw: Any) -> JobDeclaration:
@@ -70,9 +90,12 @@ def parse_job_block(name: str, raw: Any) -> JobDeclaration:
     )
 
 
-def _roles(name: str, key: str, value: Any, needed: tuple[str, ...]) -> dict[str, str] | None:
+def _roles(name: str, key: str, value: Any, roles: tuple[tuple[str, ...], tuple[str, ...]]
+           ) -> dict[str, str] | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) != set(needed):
-        raise ConfigError(f"node '{name}': 'job: {key}:' must map {', '.join(needed)}")
+    needed, optional = roles
+    if not isinstance(value, dict) or not set(needed) <= set(value) <= set(needed + optional):
+        also = f" (and may map {', '.join(optional)})" if optional else ""
+        raise ConfigError(f"node '{name}': 'job: {key}:' must map {', '.join(needed)}{also}")
     return {role: str(setting) for role, setting in value.items()}

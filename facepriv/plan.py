@@ -63,8 +63,7 @@ class RunPlan:
         """The reader's (file, output name) pairs and whether its source names one file."""
         reader = self.reader()
         assert reader is not None and reader.spec.job.reads_files is not None
-        roles = reader.spec.job.reads_files
-        return reading.expand_sources(reader.settings[roles["source"]], reader.settings[roles["recursive"]])
+        return reader.spec.job.files_rule()(reader.settings)
 
 
 def make_plan(
@@ -112,7 +111,7 @@ def output_paths(pairs: list[tuple[Path, str]], writer: PlannedNode) -> dict[str
     finals: dict[str, Path] = {}
     owners: dict[Path, Path] = {}
     for path, name in pairs:
-        final = output_dir / PurePosixPath(rule(name, reading.is_video(path), writer.settings))
+        final = output_dir / PurePosixPath(rule(name, reading.is_video(name), writer.settings))
         if final in owners:
             raise MediaError(
                 f"inputs '{owners[final]}' and '{path}' would both be written as '{final}': "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,27 @@ def load_tracks(path: str | Path) -> dict[str, Any]:
     data.setdefault("added", [])
     data.setdefault("name", Path(source).name)
     return data
+
+
+def planned_files(settings: dict[str, Any]) -> tuple[list[tuple[Path, str]], bool]:
+    """input.tracks' files for a run or a job (``job: reads_files: files``): (tracks file,
+    output name) pairs, and whether there is one. Every file is checked first."""
+    source = settings["source"]
+    paths = source if isinstance(source, list) else [source]
+    if not paths:
+        raise ConfigError("input.tracks.source names no tracks file: pass at least one")
+    pairs: list[tuple[Path, str]] = []
+    inputs: dict[str, Path] = {}
+    for entry in paths:
+        path = Path(entry)
+        data = load_tracks(path)
+        key = os.path.abspath(data["source"])
+        if key in inputs:
+            raise ConfigError(f"tracks files '{inputs[key]}' and '{path}' name the same input '{key}': "
+                              "pass one of them")
+        inputs[key] = path
+        pairs.append((path, data["name"]))
+    return pairs, len(pairs) == 1
 
 
 def hidden_boxes(data: dict[str, Any], index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,6 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+
+from facepriv.custom_nodes import set_custom_nodes_dir
+
+from conftest import error_lines, run_cli
 from test_scale_out import (
     ENGINES,
     FAULT_ARGS,
@@ -18,10 +22,6 @@ from test_scale_out import (
     with_fault,
     write_config,
 )
-
-from facepriv.custom_nodes import set_custom_nodes_dir
-
-from conftest import error_lines, run_cli
 
 VICTIM = "clips/egoblur_gen2_test_face_video.mp4"  # 14 frames; the first file a lone worker takes
 NODE_MEMORY = 100 * 2**20  # each Ray node's object store: results are small

@@ -25,6 +25,7 @@ def test_shipped_nodes_declare_their_part_in_jobs():
     assert not specs["output.screen"].job.runs_in_jobs and specs["output.screen"].job.reason
     assert not specs["output.csv_writer"].job.runs_in_jobs
     assert specs["input.visual"].job.reads_files == {"source": "source", "recursive": "recursive"}
+    assert specs["input.tracks"].job.reads_files["files"] == "facepriv.tracks_file:planned_files"
     assert specs["output.media_writer"].job.writes_files["output_dir"] == "output_dir"
     assert specs["model.mtcnn"].job.thread_keys == ("tf_intra_op_threads", "tf_inter_op_threads")
     assert all(spec.job.kept_per_worker for name, spec in specs.items() if name.startswith("model."))
@@ -37,6 +38,20 @@ def test_omitted_job_block_means_runs_in_jobs_and_not_kept():
         parse_job_block("custom_nodes.dabble.x", {"runs_in_job": False})
     with pytest.raises(ConfigError, match="writes_files"):
         parse_job_block("custom_nodes.output.x", {"writes_files": {"output_dir": "d"}})
+    with pytest.raises(ConfigError, match="reads_files:' must map source"):
+        parse_job_block("custom_nodes.input.x", {"reads_files": {"recursive": "r"}})
+    with pytest.raises(ConfigError, match="may map recursive, files"):
+        parse_job_block("custom_nodes.input.x", {"reads_files": {"source": "s", "folder": "f"}})
+
+
+def test_a_reader_lists_its_files_by_its_own_rule(tmp_path, sample_video):
+    """Without ``files:`` a reader's source is expanded as input.visual's; with it, by its function."""
+    plain = parse_job_block("custom_nodes.input.x", {"reads_files": {"source": "where"}})
+    assert plain.files_rule()({"where": str(sample_video)}) == ([(sample_video, sample_video.name)], True)
+    own = parse_job_block("custom_nodes.input.y", {"reads_files": {
+        "source": "where", "files": "facepriv.tracks_file:planned_files"}})
+    with pytest.raises(ConfigError, match="names no tracks file"):
+        own.files_rule()({"source": []})
 
 
 def test_writer_and_plan_name_outputs_alike(tmp_path):

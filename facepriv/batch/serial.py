@@ -31,42 +31,36 @@ logger = logging.getLogger("facepriv.batch")
 
 
 class SerialJournal:
-    """What output.media_writer tells the manifest about each input of a serial run."""
+    """What output.media_writer tells the manifest about each input of a serial run, by the
+    input's output name (unique in a run; the reader may read another file than the one the
+    manifest keys, as input.tracks reads the input of a tracks file)."""
 
     def __init__(self, manifest: Manifest, tasks: dict[str, FileTask], finals: dict[str, Path],
                  overwrite: bool) -> None:
         self._manifest = manifest
-        self._tasks = tasks  # absolute input path -> its task
-        self._finals = finals  # absolute input path -> its output
+        self._tasks = tasks  # output name -> its task
+        self._finals = finals  # output name -> its output
         self._overwrite = overwrite
         self._started: dict[str, float] = {}
 
-    def may_replace(self, source: Path | None) -> bool:
-        """Whether the existing output of ``source`` may be replaced: a run here wrote it."""
-        key = _key(source)
-        return self._overwrite or (key in self._finals and self._manifest.wrote(key, self._finals[key]))
+    def may_replace(self, name: str | None) -> bool:
+        """Whether the existing output of input ``name`` may be replaced: a run here wrote it."""
+        return self._overwrite or (name in self._tasks and self._manifest.wrote(self._tasks[name].path,
+                                                                               self._finals[name]))
 
-    def started(self, source: Path | None) -> None:
-        key = _key(source)
-        if key in self._tasks:
-            self._started[key] = time.perf_counter()
-            self._manifest.start(self._tasks[key], _exists(self._finals[key]))
+    def started(self, name: str | None) -> None:
+        if name in self._tasks:
+            self._started[name] = time.perf_counter()
+            self._manifest.start(self._tasks[name], _exists(self._finals[name]))
 
-    def finished(
-        self, source: Path | None, output: Path | None, frames: int, error: str | None = None
-    ) -> None:
-        """Record ``source`` done (``output`` committed whole) or failed (``error``)."""
-        key = _key(source)
-        if key in self._tasks:
-            seconds = time.perf_counter() - self._started.get(key, time.perf_counter())
+    def finished(self, name: str | None, output: Path | None, frames: int, error: str | None = None) -> None:
+        """Record input ``name`` done (``output`` committed whole) or failed (``error``)."""
+        if name in self._tasks:
+            seconds = time.perf_counter() - self._started.get(name, time.perf_counter())
             self._manifest.append(FileResult(
-                self._tasks[key], "failed" if error else "done", output=str(output) if output else None,
+                self._tasks[name], "failed" if error else "done", output=str(output) if output else None,
                 frames=frames, seconds=seconds, error=error,
             ))
-
-
-def _key(source: Path | None) -> str:
-    return os.path.abspath(source) if source is not None else ""
 
 
 @contextlib.contextmanager
@@ -83,8 +77,7 @@ def serial_session(plan: RunPlan) -> Iterator[dict[str, dict[str, Any]]]:
     pairs, single = plan.files()
     output_dir = output_dir_of(writer)
     ensure_writable_dir(output_dir, writer.setting_name(roles["output_dir"]))
-    by_name = output_paths(pairs, writer)
-    finals = {os.path.abspath(path): by_name[name] for path, name in pairs}
+    finals = output_paths(pairs, writer)
     overwrite = writer.settings[roles["overwrite"]]
     with manifest_lock(output_dir / MANIFEST_NAME):
         manifest = Manifest(output_dir / MANIFEST_NAME)
@@ -97,7 +90,7 @@ def serial_session(plan: RunPlan) -> Iterator[dict[str, dict[str, Any]]]:
                             writer.setting_name(roles["overwrite"]))
             for removed in remove_temp_files(finals.values()):  # left by a run that was killed
                 logger.info("removed %s, left by a run that was stopped", removed)
-            remaining = [(path, name) for path, name in pairs if os.path.abspath(path) not in skip]
+            remaining = [(path, name) for path, name in pairs if name not in skip]
             yield {reader.name: {"items": remaining, "single": single}, writer.name: {"journal": journal}}
         finally:
             manifest.close()
@@ -109,22 +102,23 @@ def serial_session(plan: RunPlan) -> Iterator[dict[str, dict[str, Any]]]:
 
 def _plan(pairs: list[tuple[Path, str]], finals: dict[str, Path], manifest: Manifest,
           overwrite: bool) -> tuple[dict[str, FileTask], set[str]]:
-    """The tasks of the files to process, and the files done before (skipped)."""
+    """The tasks of the files to process and the names of those done before (skipped), by
+    output name."""
     tasks: dict[str, FileTask] = {}
     skip: set[str] = set()
     for path, name in pairs:
         key = os.path.abspath(path)
         try:
             stat = os.stat(key)
-        except OSError:  # vanished: input.visual reports it
+        except OSError:  # vanished: the reader reports it
             continue
         task = FileTask(key, name, stat.st_size, stat.st_mtime_ns)
         if not overwrite and manifest.is_done(task):
-            skip.add(key)
+            skip.add(name)
             continue
-        tasks[key] = task
-        if _exists(finals[key]):
-            check_replaceable(finals[key], path, overwrite or manifest.wrote(key, finals[key]))
+        tasks[name] = task
+        if _exists(finals[name]):
+            check_replaceable(finals[name], path, overwrite or manifest.wrote(key, finals[name]))
     return tasks, skip
 
 

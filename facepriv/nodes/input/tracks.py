@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from facepriv.errors import ConfigError
 from facepriv.media.reading import MediaItem
 from facepriv.node import AbstractNode, load_node_class
 from facepriv.per_file import FileBoundary
-from facepriv.tracks_file import hidden_boxes, load_tracks
+from facepriv.tracks_file import hidden_boxes, load_tracks, planned_files
 
 WHOLE_FRAME = np.array([[0.0, 0.0, 1.0, 1.0]], dtype=np.float32)
 
@@ -28,25 +27,26 @@ WHOLE_FRAME = np.array([[0.0, 0.0, 1.0, 1.0]], dtype=np.float32)
 class Node(AbstractNode):
     """Frames of the tracks files' inputs, in order, with the boxes to hide."""
 
-    def __init__(self, config: dict[str, Any] | None = None, **overrides: Any) -> None:
+    def __init__(self, config: dict[str, Any] | None = None, *, items: list[tuple[Path, str]] | None = None,
+                 single: bool | None = None, **overrides: Any) -> None:
+        """``items``: the (tracks file, output name) pairs of this run, as a job or a serial
+        run's resume hands them (default: every file of ``source``)."""
         super().__init__(config, **overrides)
-        paths = self.source if isinstance(self.source, list) else [self.source]
-        if not paths:
-            raise ConfigError("input.tracks.source names no tracks file: pass at least one")
+        if items is None:
+            items, single = planned_files({"source": self.source})
         self._tracks: dict[str, dict[str, Any]] = {}
-        items: list[tuple[Path, str]] = []
-        for path in paths:
+        inputs: list[tuple[Path, str]] = []
+        for path, name in items:
             data = load_tracks(path)
             key = os.path.abspath(data["source"])
-            if key in self._tracks:
-                raise ConfigError(f"two tracks files name the same input '{key}': pass one of them")
             self._tracks[key] = data
-            items.append((Path(key), data["name"]))
+            inputs.append((Path(key), name))
         self.total_frames = sum(len(data["frames"]) for data in self._tracks.values())
         self.frames_out = 0
-        settings = {"source": [str(path) for path, _ in items], "max_megapixels": self.max_megapixels,
+        settings = {"source": [str(path) for path, _ in inputs], "max_megapixels": self.max_megapixels,
                     "frames_log_freq": self.frames_log_freq}
-        self._reader = load_node_class("input.visual")(settings, items=items, single=len(items) == 1)
+        self._reader = load_node_class("input.visual")(
+            settings, items=inputs, single=bool(single))
         self.failed_items = self._reader.failed_items  # one list: the run reports both nodes' failures
         self._files = FileBoundary()
         self._seen = 0  # frames of the current file

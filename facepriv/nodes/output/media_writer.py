@@ -79,7 +79,7 @@ class Node(AbstractNode):
             try:
                 self._write_image(filename, image, source)
             except UnwritableName as err:
-                self._fail_file(source or filename, err)
+                self._fail_file(source or filename, filename, err)
             return {}
         key = info.item if info else filename
         if key is self._failed_key:
@@ -90,7 +90,7 @@ class Node(AbstractNode):
                 self._open_video(filename, image, info, float(inputs.get("saved_video_fps") or 10))
             except UnwritableName as err:
                 self._failed_key = key
-                self._fail_file(source or filename, err)
+                self._fail_file(source or filename, filename, err)
                 return {}
         with _writing(self._video.output.final_path):
             if info is not None:
@@ -105,7 +105,8 @@ class Node(AbstractNode):
         self._close_video(finished=False, keep=completed)
 
     # ------------------------------------------------------------------ paths
-    def _output_path(self, name: str, source: Path | None) -> Path:
+    def _output_path(self, name: str, source: Path | None, input_name: str) -> Path:
+        """Where input ``input_name`` (read from ``source``) is written as ``name``."""
         relative = inside_output_dir(name)
         path = self._dir / relative
         with name_errors(path):
@@ -116,15 +117,15 @@ class Node(AbstractNode):
                     f"two inputs would both be written as '{path}' (say clip.avi and clip.mp4): "
                     "rename one, or write them to different output_dirs"
                 )
-            may_replace = self.overwrite or (self._journal is not None and self._journal.may_replace(source))
-            check_replaceable(path, source, may_replace)
+            ours = self._journal is not None and self._journal.may_replace(input_name)
+            check_replaceable(path, source, self.overwrite or ours)
         if self._journal is not None:
-            self._journal.started(source)
+            self._journal.started(input_name)
         return path
 
     # ------------------------------------------------------------------ images
     def _write_image(self, filename: str, image: np.ndarray, source: Path | None) -> None:
-        path = self._output_path(output_name(filename, False, self.config), source)
+        path = self._output_path(output_name(filename, False, self.config), source, filename)
         data = encode_image(image, path.suffix, source, self.keep_metadata)
         output = AtomicOutput(path)
         try:
@@ -135,13 +136,13 @@ class Node(AbstractNode):
             output.discard()
             raise
         if self._journal is not None:
-            self._journal.finished(source, path, 1)
+            self._journal.finished(filename, path, 1)
 
     # ------------------------------------------------------------------ videos
     def _open_video(self, filename: str, image: np.ndarray, info: FrameInfo | None, fps: float) -> None:
         item = info.item if info else None
         source = item.path if item is not None and item.kind == "video" else None
-        path = self._output_path(output_name(filename, True, self.config), source)
+        path = self._output_path(output_name(filename, True, self.config), source, filename)
         if info is not None and info.time_base is not None:
             time_base, fps = info.time_base, item.fps or fps
         else:  # no timestamps (a caller without input.visual): a constant rate
@@ -174,7 +175,7 @@ class Node(AbstractNode):
             if failed:
                 self.logger.warning("no output for '%s': its input is damaged", video.item.name)
                 if self._journal is not None:
-                    self._journal.finished(video.item.path, None, video.writer.frames, error=failed)
+                    self._journal.finished(video.item.name, None, video.writer.frames, error=failed)
             return
         try:
             with _writing(video.output.final_path):
@@ -186,21 +187,22 @@ class Node(AbstractNode):
             self.written.append(video.output.commit())
         except UnwritableName as err:
             video.output.discard()
-            self._fail_file(video.item.path if video.item is not None else video.key, err)
+            label = video.item.path if video.item is not None else video.key
+            self._fail_file(label, video.item.name if video.item is not None else str(video.key), err)
             return
         except BaseException:
             video.output.discard()
             raise
         self.logger.info("wrote %s (%d frames)", video.output.final_path, video.writer.frames)
         if self._journal is not None and finished and video.item is not None:  # whole: done
-            self._journal.finished(video.item.path, video.output.final_path, video.writer.frames)
+            self._journal.finished(video.item.name, video.output.final_path, video.writer.frames)
 
-    def _fail_file(self, source: Any, err: UnwritableName) -> None:
+    def _fail_file(self, label: Any, input_name: str, err: UnwritableName) -> None:
         """This input gets no output; the run goes on and ends with exit code 1."""
-        self.logger.error("no output for '%s': %s", source, err.reason)
-        self.failed_items.append(f"{source}: {err.reason}")
-        if self._journal is not None and isinstance(source, Path):
-            self._journal.finished(source, None, 0, error=err.reason)
+        self.logger.error("no output for '%s': %s", label, err.reason)
+        self.failed_items.append(f"{label}: {err.reason}")
+        if self._journal is not None:
+            self._journal.finished(input_name, None, 0, error=err.reason)
 
 
 
