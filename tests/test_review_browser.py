@@ -24,6 +24,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver; nothing is downloaded
 SCREENSHOT = REPO_DIR / "docs" / "review.png"
 DRAWN = (40, 330, 160, 470)  # frame pixels: green background, left of the presenter
+SLIP = (560, 380, 680, 500)  # a second box, drawn by mistake and removed
 
 
 def _browser_or_skip() -> None:
@@ -106,6 +107,14 @@ def test_review_in_chromium_keeps_a_track_hides_a_drawn_box_and_renders(reviewed
         wait.until(lambda d: "added track" in d.find_element(By.ID, "status").text)
         added = int(re.search(r"added track (\d+)", driver.find_element(By.ID, "status").text).group(1))
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'.track.added[data-track="{added}"]'))
+
+        # A slip: a second box, drawn and taken back with its row's remove button.
+        (ActionChains(driver).move_to_element_with_offset(canvas, *offset(*SLIP[:2])).click_and_hold()
+         .move_to_element_with_offset(canvas, *offset(*SLIP[2:])).release().perform())
+        wait.until(lambda d: f"added track {added + 1}" in d.find_element(By.ID, "status").text)
+        driver.find_element(By.CSS_SELECTOR, f'button.remove[data-track="{added + 1}"]').click()
+        wait.until(lambda d: d.find_element(By.ID, "status").text == f"removed track {added + 1} (unsaved)")
+        assert not driver.find_elements(By.CSS_SELECTOR, f'.track[data-track="{added + 1}"]')
 
         driver.find_element(By.ID, "save").click()
         wait.until(lambda d: d.find_element(By.ID, "status").text == "saved")

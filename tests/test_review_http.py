@@ -47,7 +47,8 @@ def client(folder: Path) -> TestClient:
 
 GETS = ["/", "/api/files", "/api/files/0", "/api/files/0/frames/0", "/api/files/0/thumbnails/0",
         "/static/review.js", "/api/render"]
-POSTS = ["/api/files/0/keep", "/api/files/0/boxes", "/api/files/0/save", "/api/files/0/render"]
+POSTS = ["/api/files/0/keep", "/api/files/0/boxes", "/api/files/0/boxes/1/remove", "/api/files/0/save",
+         "/api/files/0/render"]
 
 
 @pytest.mark.parametrize("path", GETS + POSTS)
@@ -117,6 +118,27 @@ def test_changes_need_post_and_save_writes_the_tracks_file(client: TestClient, f
     # moves a few of the corners CameraMotion follows).
     assert all(abs(box[0] - 40) < 15 and abs(box[3] - 470) < 15 for box in boxes[5:])
     assert not list(folder.glob(".fp-*")), "no temporary file left"
+
+
+def test_a_drawn_box_can_be_taken_back_and_a_detected_face_cannot(client: TestClient, folder: Path) -> None:
+    headers = {"X-Review-Token": TOKEN}
+    kept = client.post("/api/files/0/boxes", json={"frame": 0, "box": [40, 330, 160, 470], "forward": 20},
+                       headers=headers).json()["track"]
+    slip = client.post("/api/files/0/boxes", json={"frame": 5, "box": [600, 400, 700, 530], "forward": 10},
+                       headers=headers).json()["track"]
+    client.post("/api/files/0/keep", json={"track": slip, "keep": True}, headers=headers)
+    assert client.post(f"/api/files/0/boxes/{slip}/remove", headers=headers).json() == {"added": [kept]}
+    refused = client.post("/api/files/0/boxes/0/remove", headers=headers)
+    assert refused.status_code == 400 and "not added in review" in refused.json()["error"]
+    assert client.post("/api/files/0/boxes/99/remove", headers=headers).status_code == 400
+    summary = client.get("/api/files/0", params={"token": TOKEN}).json()
+    assert [t["id"] for t in summary["tracks"]] == [0, kept] and summary["keep"] == [] and summary["dirty"]
+    client.post("/api/files/0/save", headers=headers)
+    saved = json.loads((folder / "clip.mp4.tracks.json").read_text())
+    assert saved["added"] == [kept] and saved["keep"] == []
+    for frame in saved["frames"]:
+        assert len(frame["faces"]) == len(frame["scores"]) == len(frame["held"])
+        assert {face[4] for face in frame["faces"]} <= {0, kept} and frame["faces"][0][4] == 0
 
 
 def test_bad_requests_get_400(client: TestClient) -> None:

@@ -107,6 +107,9 @@ def create_app(library: Library, token: str, config_path: str | None = None) -> 
                                          int(body.get("forward", 0)))
         return JSONResponse(result)
 
+    async def remove(request: Request) -> Response:
+        return JSONResponse({"added": chosen(request).remove_added(request.path_params["track"])})
+
     async def save(request: Request) -> Response:
         return JSONResponse({"saved": str(chosen(request).save())})
 
@@ -127,6 +130,7 @@ def create_app(library: Library, token: str, config_path: str | None = None) -> 
         Route("/api/files/{file}/thumbnails/{track:int}", thumbnail),
         Route("/api/files/{file}/keep", keep, methods=["POST"]),
         Route("/api/files/{file}/boxes", add, methods=["POST"]),
+        Route("/api/files/{file}/boxes/{track:int}/remove", remove, methods=["POST"]),
         Route("/api/files/{file}/save", save, methods=["POST"]),
         Route("/api/files/{file}/render", start_render, methods=["POST"]),
         Route("/api/render", render_status),

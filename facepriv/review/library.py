@@ -156,6 +156,25 @@ class ReviewFile:
         indices = [first + position for position, _ in carried]
         return {"track": track, "first": min(indices), "last": max(indices)}
 
+    def remove_added(self, track: int) -> list[int]:
+        """Take back a box added in review (a slip of the mouse): every box of that track goes.
+        Tracks the detector found are never removed here: a reviewer keeps them visible."""
+        with self.lock:
+            if track not in self.data["added"]:
+                raise ConfigError(f"track {track} was not added in review: only added boxes can be removed "
+                                  "(tick 'keep visible' to show a detected face)")
+            for frame in self.data["frames"]:
+                faces = frame.get("faces", [])
+                gone = [i for i, face in enumerate(faces) if int(face[4]) == track]
+                for key in ("faces", "scores", "held"):
+                    values = frame.get(key)
+                    if values:
+                        frame[key] = [value for i, value in enumerate(values) if i not in gone]
+            self.data["added"] = [t for t in self.data["added"] if t != track]
+            self.data["keep"] = [t for t in self.data["keep"] if t != track]
+            self.dirty = True
+            return self.data["added"]
+
     def save(self) -> Path:
         with self.lock:
             save_tracks(self.path, self.data)

@@ -120,6 +120,16 @@ function showTracks() {
     };
     label.append(box, " keep visible");
     text.appendChild(label);
+    if (t.added) {  // a box drawn here can be taken back; detected faces can only be kept
+      const remove = document.createElement("button");
+      remove.className = "remove"; remove.dataset.track = t.id; remove.textContent = "remove";
+      remove.title = "Take back this drawn box on every frame";
+      remove.onclick = async () => {
+        await api(`/api/files/${fileId}/boxes/${t.id}/remove`, {});
+        await refresh(); status(`removed track ${t.id} (unsaved)`);
+      };
+      text.appendChild(remove);
+    }
     row.append(thumb, text);
     list.appendChild(row);
   }
