@@ -9,7 +9,7 @@ from typing import Any
 
 from facepriv.batch.engines import ENGINES
 from facepriv.config import RunConfig, engine_settings, load_run_config, parse_node_config
-from facepriv.custom_nodes import set_custom_nodes_dir
+from facepriv.custom_nodes import node_type, set_custom_nodes_dir
 from facepriv.errors import ConfigError, RunFailure
 from facepriv.node import AbstractNode, build_node, load_node_class
 from facepriv.plan import make_plan
@@ -151,6 +151,7 @@ def render(
     workers: int | None = None,
     address: str | None = None,
     force: bool = False,
+    custom_nodes_dir: str | Path | None = None,
 ) -> RunSummary:
     """Render the inputs of tracks files (output.tracks) again with the boxes of the files.
 
@@ -164,6 +165,7 @@ def render(
     """
     if not tracks:
         raise ConfigError("render needs at least one tracks file: pass --tracks FILE")
+    set_custom_nodes_dir(custom_nodes_dir)
     engine_config = RunConfig([]).engine
     if nodes is None:
         if config_path is None:
@@ -171,11 +173,11 @@ def render(
         loaded = load_run_config(config_path)
         nodes, engine_config = loaded.nodes, loaded.engine
     chosen = [(name, settings) for name, settings in nodes
-              if name.split(".")[0] in ("draw", "output") and name not in RENDER_SKIPS]
-    if not any(name.startswith("draw.") for name, _ in chosen):
+              if node_type(name) in ("draw", "output") and name not in RENDER_SKIPS]
+    if not any(node_type(name) == "draw" for name, _ in chosen):
         raise ConfigError("the render config has no draw node to hide the faces with: add one such as "
                           "draw.fill_bbox")
-    if not any(name.startswith("output.") for name, _ in chosen):
+    if not any(node_type(name) == "output" for name, _ in chosen):
         raise ConfigError("the render config has no output node: add output.media_writer")
     run_config = RunConfig([("input.tracks", {"source": [str(path) for path in tracks]}), *chosen],
                            engine_config)

@@ -148,9 +148,11 @@ def _stop_like_ctrl_c(signum: int, frame: object) -> None:
     help='Settings laid over the run config, e.g. \'{"output.media_writer": {"output_dir": "reviewed"}}\'.',
 )
 @_job_options("the tracks files")
+@_custom_nodes_dir_option
 @_log_level_option("info")
 def render(config_path: str, tracks: tuple[str, ...], node_config: str | None, workers: int | None,
-           engine: str | None, address: str | None, force: bool, log_level: str) -> None:
+           engine: str | None, address: str | None, force: bool, custom_nodes_dir: str | None,
+           log_level: str) -> None:
     """Render inputs again with the boxes of their tracks files, without detection: tracks in
     the file's keep list stay visible, boxes added to it are hidden."""
     _setup_logging(log_level)
@@ -159,7 +161,7 @@ def render(config_path: str, tracks: tuple[str, ...], node_config: str | None, w
     from facepriv import api
 
     api.render(list(tracks), config_path, node_config, engine=engine, workers=workers, address=address,
-               force=force)
+               force=force, custom_nodes_dir=custom_nodes_dir)
 
 
 @cli.command()

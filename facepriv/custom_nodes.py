@@ -42,6 +42,13 @@ def is_custom(name: str) -> bool:
     return name.startswith(PREFIX + ".")
 
 
+def node_type(name: str) -> str:
+    """A node's type (input, model, dabble, draw, output), custom nodes included: what render
+    and eval choose nodes by."""
+    parts = name.split(".")
+    return parts[1] if is_custom(name) and len(parts) > 2 else parts[0]
+
+
 def set_custom_nodes_dir(path: str | Path | None) -> None:
     """Where custom nodes are looked for from now on; None: ``src/custom_nodes`` below the
     current folder. A job passes this on to its workers (``JobSpec.custom_nodes_dir``)."""

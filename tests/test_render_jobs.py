@@ -138,3 +138,39 @@ def test_a_render_job_writes_what_a_serial_render_writes_and_redoes_only_reviewe
     source = read_frames(reviewed["source"] / "clips" / "first.mp4")
     assert ssim(crop(source[20], box), crop(clip[20], box)) < 0.5, "a face no longer kept is visible"
     assert (output / MANIFEST_NAME).is_file()
+
+
+INVERT_NODE = '''\
+"""Inverts the pixels of every box: a user's own way of hiding."""
+from facepriv.node import AbstractNode
+
+
+class Node(AbstractNode):
+    def run(self, inputs):
+        image = inputs["img"].copy()
+        height, width = image.shape[:2]
+        for x1, y1, x2, y2 in inputs["bboxes"]:
+            box = image[int(y1 * height):int(y2 * height), int(x1 * width):int(x2 * width)]
+            box[...] = 255 - box
+        return {"img": image}
+'''
+
+
+def test_render_uses_a_custom_draw_node_in_a_job(reviewed: dict, tmp_path: Path, short_clip: Path) -> None:
+    """A draw node of the user's own (custom_nodes.draw.*) is a draw node to render, as in run."""
+    nodes = tmp_path / "custom"
+    (nodes / "draw").mkdir(parents=True)
+    (nodes / "configs" / "draw").mkdir(parents=True)
+    (nodes / "draw" / "invert_bbox.py").write_text(INVERT_NODE)
+    (nodes / "configs" / "draw" / "invert_bbox.yml").write_text("input: [img, bboxes]\noutput: [img]\n")
+    config = tmp_path / "render.yml"
+    config.write_text("nodes:\n- custom_nodes.draw.invert_bbox\n- output.media_writer\n")
+    tracks = [reviewed["tracks"]["clips/second.mp4"]]
+    result = render(reviewed["root"], config, tracks, tmp_path / "out", "--workers", "2",
+                    "--custom_nodes_dir", str(nodes))
+    assert result.returncode == 0, result.stderr
+    inputs, outputs = read_frames(short_clip), read_frames(tmp_path / "out" / "clips" / "second.mp4")
+    inner = [ADDED_BOX[0] + 10, ADDED_BOX[1] + 10, ADDED_BOX[2] - 10, ADDED_BOX[3] - 10]
+    inverted = 255 - crop(inputs[0], inner).astype(int)
+    assert float(abs(inverted - crop(outputs[0], inner)).mean()) < 12, "the added box is inverted"
+    assert float(abs(crop(inputs[20], inner).astype(int) - crop(outputs[20], inner)).mean()) < 8

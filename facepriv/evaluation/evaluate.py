@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from facepriv.config import RunConfig, load_run_config
+from facepriv.custom_nodes import node_type
 from facepriv.errors import ConfigError, MediaError
 from facepriv.evaluation.metrics import (
     SIZE_BUCKETS,
@@ -78,8 +79,8 @@ def build_eval_nodes(run_config: RunConfig) -> list[Any]:
     """The config's model, draw and dabble nodes (input and output nodes are not used)."""
     from facepriv.api import build_nodes
 
-    kept = [(n, o) for n, o in run_config.nodes if n.split(".")[0] in EVALUATED_TYPES]
-    if not any(name.startswith("model.") for name, _ in kept):
+    kept = [(n, o) for n, o in run_config.nodes if node_type(n) in EVALUATED_TYPES]
+    if not any(node_type(name) == "model" for name, _ in kept):
         raise ConfigError("the config has no model node to evaluate: add e.g. model.mtcnn")
     return build_nodes(RunConfig(nodes=kept), provided=FED_KEYS)
 

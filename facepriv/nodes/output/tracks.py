@@ -18,6 +18,7 @@ import numpy as np
 
 from facepriv import __version__
 from facepriv.config import node_spec
+from facepriv.custom_nodes import node_type
 from facepriv.media.outputs import ensure_writable_dir
 from facepriv.media.reading import MediaItem
 from facepriv.per_file import PerFileWriter, sidecar_path
@@ -89,7 +90,7 @@ class Node(PerFileWriter):
                 assert writer.spec.job.writes_files is not None
                 key = writer.spec.job.writes_files["output_dir"]
                 settings = {**settings, key: str(output_dir_of(writer))}
-            elif not name.startswith("draw."):
+            elif node_type(name) != "draw":
                 continue
             chosen.append({"node": name, "settings": dict(settings)})
         return chosen
