@@ -10,7 +10,7 @@ a busy machine slows them alike:
   dabble.fps, draw.fill_bbox, output.media_writer), its source and output swapped;
 * ``every<n>`` for each ``--detect_every n``: the main job with model.centerface's
   ``detect_every`` set to n (1 is the exact path: every frame detected); ``n:s`` also sets
-  ``keyframe_faint_score`` to s.
+  ``keyframe_faint_score`` to s, and ``n:s:m`` ``keyframe_match_share`` to m.
 
 Each run is a fresh pipeline (models loaded outside the timed part) over the clip's first
 --frames frames, to its end.
@@ -51,9 +51,10 @@ def pipeline_nodes(variant: str, clip: Path, out_dir: Path) -> list:
     if variant == "io":
         config = RunConfig(nodes=[("input.visual", {}), ("output.media_writer", {})])
     elif variant.startswith("every"):
-        every, _, faint = variant[len("every"):].partition(":")
+        every, faint, share = (variant[len("every"):].split(":") + ["", ""])[:3]
         overrides["model.centerface"] = {"detect_every": int(every),
-                                         **({"keyframe_faint_score": float(faint)} if faint else {})}
+                                         **({"keyframe_faint_score": float(faint)} if faint else {}),
+                                         **({"keyframe_match_share": float(share)} if share else {})}
     return build_nodes(config, overrides)
 
 
@@ -108,7 +109,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--detect_every", nargs="*", default=[],
                         help="also run the main job with these detect_every values (N, or N:S to set "
-                             "keyframe_faint_score S too)")
+                             "keyframe_faint_score S too, N:S:M keyframe_match_share M)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:

@@ -28,6 +28,7 @@ MAX_CORNERS = 160
 MIN_CORNERS = 12  # fewer than this to follow: the motion is unknown (taken as none), not a cut
 FACE_MARGIN = 1.5
 THUMBNAIL = (32, 18)  # compared as a whole: a new shot rarely resembles the last one at this size
+FLAT_CONTRAST = 3.0  # grey levels (standard deviation of the small grey frame): nothing to compare
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class MotionStep:
     cut: bool
     followed: float  # share of the corners the fitted motion explains (1.0 when nothing to follow)
     resemblance: float  # correlation of the two frames' thumbnails (1.0 for the first frame)
+    # One of the two frames has almost no contrast (a fade through black, a blank frame): its
+    # thumbnail is noise, and a low resemblance says nothing about a change of picture.
+    flat: bool = False
 
 
 IDENTITY = np.eye(3)
@@ -68,15 +72,17 @@ class CameraMotion:
         """How the picture moved since the last frame; call ``avoid`` next."""
         grey = _small_grey(image)
         tiny = thumbnail(grey)
+        flat = float(grey.std()) < FLAT_CONTRAST
         if self._grey is None or self._thumbnail is None:
-            step = MotionStep(IDENTITY, cut=False, followed=1.0, resemblance=1.0)
+            step = MotionStep(IDENTITY, cut=False, followed=1.0, resemblance=1.0, flat=flat)
         elif self._grey.shape != grey.shape:
             step = MotionStep(IDENTITY, cut=True, followed=0.0, resemblance=0.0)  # the frame size changed
         else:
             resemblance = float((self._thumbnail * tiny).sum())
             followed, matrix = self._follow(self._grey, grey, self._corners)
             cut = followed < self.cut_followed and resemblance < self.cut_resemblance
-            step = MotionStep(IDENTITY if cut else matrix, cut, followed, resemblance)
+            flat = flat or float(self._grey.std()) < FLAT_CONTRAST
+            step = MotionStep(IDENTITY if cut else matrix, cut, followed, resemblance, flat)
         self._grey, self._thumbnail, self._corners = grey, tiny, None
         return step
 

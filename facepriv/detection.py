@@ -38,8 +38,12 @@ class FaceDetectorNode(AbstractNode):
         every = int(getattr(self, "detect_every", 1) or 1)
         self._keyframes: KeyFrameDetector | None = None
         if every > 1:
-            self._keyframes = KeyFrameDetector(self._detect_safely, self._whole_frame, every,
-                                               self.keyframe_iou, self.keyframe_faint_score)
+            threshold = getattr(self, "score_threshold", None)
+            share = float(getattr(self, "keyframe_match_share", 1.0))
+            self._match_score = threshold * share if threshold is not None and share < 1 else None
+            self._keyframes = KeyFrameDetector(
+                self._detect_key_frame, self._whole_frame, every, self.keyframe_iou,
+                self.keyframe_faint_score, report_score=threshold if self._match_score is not None else 0.0)
         self._end: dict[str, Any] | None = None
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +59,13 @@ class FaceDetectorNode(AbstractNode):
         """``detect_labelled`` for a frame of the data pool: a node may read more of it
         (frame_info)."""
         return self.detect_labelled(image_bgr)
+
+    def detect_key_frame(self, image_bgr: np.ndarray, pool: dict[str, Any],
+                         score_threshold: float) -> Detections:
+        """``detect_frame`` down to ``score_threshold``, under the node's own: key frames are
+        compared with their weaker boxes too (``keyframe_match_share``). A node without a
+        ``score_threshold`` setting detects as usual."""
+        return self.detect_frame(image_bgr, pool)
 
     def failure_labels(self) -> list[str]:
         """The labels a failed frame's full-frame boxes carry: every label the node gives."""
@@ -112,10 +123,17 @@ class FaceDetectorNode(AbstractNode):
         info = pool.get("frame_info")
         return info.item if info is not None and info.item.kind == "video" else None
 
-    def _detect_safely(self, image: np.ndarray, pool: dict[str, Any]) -> Detections:
+    def _detect_key_frame(self, image: np.ndarray, pool: dict[str, Any]) -> Detections:
+        return self._detect_safely(image, pool, self._match_score)
+
+    def _detect_safely(self, image: np.ndarray, pool: dict[str, Any],
+                       score_threshold: float | None = None) -> Detections:
         self.frames_detected += 1
         try:
-            boxes, scores, labels = self.detect_frame(image, pool)
+            if score_threshold is None:
+                boxes, scores, labels = self.detect_frame(image, pool)
+            else:
+                boxes, scores, labels = self.detect_key_frame(image, pool, score_threshold)
             return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32),
                     np.asarray(labels, dtype=str).reshape(-1))
         except Exception as err:  # noqa: BLE001 - privacy first: hide the whole frame

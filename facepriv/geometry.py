@@ -21,6 +21,21 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def match_boxes(boxes_a: np.ndarray, labels_a: np.ndarray, boxes_b: np.ndarray, labels_b: np.ndarray,
+                min_iou: float) -> list[tuple[int, int]]:
+    """(row in a, row in b) pairs of the same object: same label, overlapping by ``min_iou``
+    or more, matched one to one, best overlap first."""
+    overlap = iou_matrix(boxes_a, boxes_b)
+    overlap[np.asarray(labels_a).reshape(-1)[:, None] != np.asarray(labels_b).reshape(-1)[None, :]] = -1.0
+    pairs: list[tuple[int, int]] = []
+    while overlap.size and overlap.max() >= min_iou:
+        row, col = np.unravel_index(int(np.argmax(overlap)), overlap.shape)
+        pairs.append((int(row), int(col)))
+        overlap[row, :] = -1.0
+        overlap[:, col] = -1.0
+    return pairs
+
+
 def grow_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
     """Scale each box's width and height by ``scale`` around its centre."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

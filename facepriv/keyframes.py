@@ -35,12 +35,14 @@ from typing import Any
 import numpy as np
 
 from facepriv.camera_motion import IDENTITY, CameraMotion, next_to_scene
-from facepriv.geometry import iou_matrix, normalise_boxes, pixel_boxes, transform_boxes
+from facepriv.geometry import iou_matrix, match_boxes, normalise_boxes, pixel_boxes, transform_boxes
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # (N x 4 pixel boxes, N scores, N labels)
 # Thumbnails of consecutive frames of one shot correlate at 0.6 or more, across a cut at
 # 0.38 or less (camera_motion.py's calibration): below this the picture changed abruptly,
-# and both frames are detected.
+# and both frames are detected. Not when either frame is flat (a fade through black): its
+# thumbnail is noise, and the stretch's own comparison finds the faces that come with the
+# next picture.
 ABRUPT_CHANGE = 0.6
 # The camera's motion, estimated, turns and scales boxes a little on every frame; the frames
 # between two detected ones follow it only if it matches their faces clearly better.
@@ -53,7 +55,8 @@ class _Frame:
     chain: object | None  # frames of one video file share it; None: decided on its own
     to_scene: np.ndarray  # normalised frame coordinates -> the shot's first frame's (camera motion)
     job: Future[Detections] | None = None
-    result: Detections | None = None
+    result: Detections | None = None  # the faces handed on
+    found: Detections | None = None  # a detected frame's boxes down to the match score, for comparing
 
     @property
     def decided(self) -> bool:
@@ -79,9 +82,11 @@ class KeyFrameDetector:
         every: int,
         min_iou: float,
         faint_score: float = 0.0,
+        report_score: float = 0.0,
     ) -> None:
         self._detect, self._whole_frame = detect, whole_frame
         self.every, self.min_iou, self.faint_score = every, min_iou, faint_score
+        self.report_score = report_score
         self.max_waiting = 3 * every + 2  # the next key frame is detected while a stretch is decided
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facepriv-detect")
         self._frames: deque[_Frame] = deque()
@@ -112,7 +117,7 @@ class KeyFrameDetector:
         if chain is None or chain is not self._chain or self._since_key + 1 >= self.every:
             self._submit(frame)
             self._since_key = 0
-        elif step is not None and (step.cut or step.resemblance < ABRUPT_CHANGE):
+        elif step is not None and not step.flat and (step.cut or step.resemblance < ABRUPT_CHANGE):
             if self._frames and not self._frames[-1].detected:
                 self._submit(self._frames[-1])
             self._submit(frame)
@@ -174,9 +179,11 @@ class KeyFrameDetector:
         """Whether the frame's detection is in (moving it to ``result``)."""
         if frame.result is None and frame.job is not None and frame.job.done():
             if frame.job.exception() is None:
-                frame.result = frame.job.result()
+                frame.found = frame.job.result()
             else:
-                frame.result = self._whole_frame(frame.pool["img"])
+                frame.found = self._whole_frame(frame.pool["img"])
+            reported = frame.found[1] >= self.report_score
+            frame.result = tuple(part[reported] for part in frame.found)  # type: ignore[assignment]
             height, width = frame.pool["img"].shape[:2]
             self._recent_faces = normalise_boxes(frame.result[0], width, height)
         return frame.result is not None and frame.job is not None
@@ -214,11 +221,12 @@ class KeyFrameDetector:
         scene when the camera moved, the picture when it did not (an estimate of the camera's
         motion taken from a big waving arm drifts, and the masks would grow with it)."""
         last = self._frames[end]
-        assert first.result is not None and last.result is not None
+        assert first.found is not None and last.found is not None
         if self._frames[end - 1].decided:
             return  # decided on an earlier call
-        in_picture = compare(first.result, last.result, self.min_iou, self.faint_score)
-        in_scene = compare(_in_scene(first), _in_scene(last), self.min_iou, self.faint_score)
+        rules = (self.min_iou, self.faint_score, self.report_score)
+        in_picture = compare(first.found, last.found, *rules)
+        in_scene = compare(_in_scene(first), _in_scene(last), *rules)
         if in_picture is None and in_scene is None:
             self._submit(self._frames[(start + end) // 2])
             return
@@ -260,31 +268,33 @@ class Stretch:
         return boxes.astype(np.float32), scores.astype(np.float32), labels
 
 
-def compare(first: Detections, second: Detections, min_iou: float, faint_score: float) -> Stretch | None:
+def compare(first: Detections, second: Detections, min_iou: float, faint_score: float,
+            report_score: float = 0.0) -> Stretch | None:
     """The faces of two detected frames matched one to one (same label, overlapping by
     ``min_iou`` or more, best overlap first), or None when they disagree: a box of either
-    frame scoring ``faint_score`` or more is left without a match."""
+    frame scoring ``faint_score`` or more is left without a match.
+
+    Boxes scoring under ``report_score`` (the detector's threshold; the frames were detected
+    lower) only match: a face scoring above it on one frame and just under it on the other
+    is the same face, kept on the frames between (hysteresis: a face near the threshold
+    flickers across it). Matched on neither side above it, or left without a match, such a
+    box is dropped."""
     (boxes_a, scores_a, labels_a), (boxes_b, scores_b, labels_b) = first, second
-    overlap = iou_matrix(boxes_a, boxes_b)
-    overlap[np.asarray(labels_a)[:, None] != np.asarray(labels_b)[None, :]] = -1.0
-    pairs: list[tuple[int, int]] = []
-    while overlap.size and overlap.max() >= min_iou:
-        row, col = np.unravel_index(int(np.argmax(overlap)), overlap.shape)
-        pairs.append((int(row), int(col)))
-        overlap[row, :] = -1.0
-        overlap[:, col] = -1.0
+    pairs = match_boxes(boxes_a, labels_a, boxes_b, labels_b, min_iou)
     matched = iou_matrix(boxes_a, boxes_b)
     mean_overlap = float(np.mean([matched[a, b] for a, b in pairs])) if pairs else 1.0
-    only_a = sorted(set(range(len(boxes_a))) - {a for a, _ in pairs})
-    only_b = sorted(set(range(len(boxes_b))) - {b for _, b in pairs})
+    paired_a, paired_b = {a for a, _ in pairs}, {b for _, b in pairs}
+    only_a = [a for a in range(len(boxes_a)) if a not in paired_a and scores_a[a] >= report_score]
+    only_b = [b for b in range(len(boxes_b)) if b not in paired_b and scores_b[b] >= report_score]
     if any(scores_a[only_a] >= faint_score) or any(scores_b[only_b] >= faint_score):
         return None
-    return Stretch(first, second, pairs, only_a, only_b, mean_overlap)
+    reported = [(a, b) for a, b in pairs if max(scores_a[a], scores_b[b]) >= report_score]
+    return Stretch(first, second, reported, only_a, only_b, mean_overlap)
 
 
 def _in_scene(frame: _Frame) -> Detections:
-    """A detected frame's boxes in normalised scene coordinates."""
-    assert frame.result is not None
-    boxes, scores, labels = frame.result
+    """A detected frame's boxes (down to the match score) in normalised scene coordinates."""
+    assert frame.found is not None
+    boxes, scores, labels = frame.found
     height, width = frame.pool["img"].shape[:2]
     return transform_boxes(frame.to_scene, normalise_boxes(boxes, width, height)), scores, labels

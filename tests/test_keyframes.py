@@ -86,10 +86,29 @@ def test_a_faint_box_on_one_side_is_kept_not_detected_again():
     np.testing.assert_allclose(scores, [0.9, 0.15])
 
 
+def test_a_face_flickering_across_the_threshold_is_the_same_face_on_both_sides():
+    """Hysteresis: detected down to half the threshold (0.05 for 0.1), a face at 0.12 on one
+    frame and 0.07 on the other is matched and kept on the frames between; a weak box alone
+    makes no disagreement and is never handed on; a confident face alone still does."""
+    a = detections([[0, 0, 10, 10], [50, 50, 70, 70], [200, 0, 210, 10]], [0.12, 0.9, 0.06])
+    b = detections([[1, 0, 11, 10], [51, 50, 71, 70], [201, 0, 211, 10], [300, 300, 310, 310]],
+                   [0.07, 0.9, 0.07, 0.06])
+    assert compare(a, b, 0.5, 0.0) is None  # every box counts without a reporting threshold
+    stretch = compare(a, b, 0.5, 0.0, report_score=0.1)
+    assert stretch is not None and sorted(stretch.pairs) == [(0, 0), (1, 1)]  # weak pair 2-2 not handed on
+    boxes, scores, _ = stretch.at(0.5)
+    order = np.argsort(boxes[:, 0])
+    np.testing.assert_allclose(boxes[order], [[0.5, 0, 10.5, 10], [50.5, 50, 70.5, 70]])
+    np.testing.assert_allclose(scores[order], [0.07, 0.9])  # its lower score
+    alone = detections([[1, 0, 11, 10], [51, 50, 71, 70], [400, 400, 420, 420]], [0.07, 0.9, 0.3])
+    assert compare(a, alone, 0.5, 0.0, report_score=0.1) is None  # a face came: detect again
+
+
 @pytest.mark.slow
-def test_fast_path_agrees_with_exact_path(sample_frames):
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_fast_path_agrees_with_exact_path(sample_frames, share):
     exact, _ = run_frames(sample_frames)
-    fast, detector = run_frames(sample_frames, detect_every=8)
+    fast, detector = run_frames(sample_frames, detect_every=8, keyframe_match_share=share)
     assert detector.frames_detected < len(sample_frames) / 2  # the point of it
     for index in range(0, len(sample_frames), 8):  # key frames: the very same detections
         np.testing.assert_array_equal(fast[index]["bboxes"], exact[index]["bboxes"])
@@ -119,6 +138,25 @@ def test_a_face_appearing_between_key_frames_is_detected_where_it_appears(sample
     for index in range(5, 16):  # frames 5-7 lie between key frames 0 and 8: detected again
         assert covered(face[0], pixel_boxes(decided[index]), 0.9), index
     assert detector.frames_detected > 3
+
+
+@pytest.mark.slow
+def test_a_fade_through_black_is_not_detected_frame_by_frame(sample_frames):
+    """Black frames' thumbnails are noise: no abrupt change is seen in them, so a fade out and
+    in costs a few detections, not one a frame; the face is found again as it fades in."""
+    def faded(frame: np.ndarray, level: float) -> np.ndarray:
+        return (frame.astype(np.float32) * level).astype(np.uint8)
+
+    frames = (sample_frames[:8] + [faded(sample_frames[8 + i], 1 - i / 8) for i in range(8)]
+              + [np.zeros_like(sample_frames[0])] * 16
+              + [faded(sample_frames[16 + i], i / 8) for i in range(8)] + sample_frames[24:40])
+    exact, _ = run_frames(frames)
+    fast, detector = run_frames(frames, detect_every=8)
+    assert detector.frames_detected <= 20, detector.frames_detected
+    for index in range(len(frames)):
+        boxes = pixel_boxes(fast[index])
+        for face in pixel_boxes(exact[index], minimum_score=0.5):
+            assert covered(face, boxes, 0.8), f"frame {index}: {face} not covered by {boxes}"
 
 
 @pytest.mark.slow

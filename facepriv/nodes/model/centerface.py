@@ -44,6 +44,12 @@ class Node(FaceDetectorNode):
         boxes, scores = self._detect(image_bgr, photo=info is not None and info.item.kind == "image")
         return boxes, scores, np.array([self.label] * len(boxes))
 
+    def detect_key_frame(self, image_bgr: np.ndarray, pool: dict[str, Any],
+                         score_threshold: float) -> Detections:
+        """A video key frame down to ``score_threshold`` (hysteresis between key frames)."""
+        boxes, scores = self._detect(image_bgr, photo=False, score_threshold=score_threshold)
+        return boxes, scores, np.array([self.label] * len(boxes))
+
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel boxes and scores of the faces scoring at least ``score_threshold`` (at the
         video resolution)."""
@@ -58,10 +64,11 @@ class Node(FaceDetectorNode):
             return resolution or None
         return max(resolution, math.ceil(max(image.shape[:2]) / self.max_downscale))
 
-    def _detect(self, image_bgr: np.ndarray, photo: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _detect(self, image_bgr: np.ndarray, photo: bool, score_threshold: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self.model.detect(
             image_bgr,
-            score_threshold=self.score_threshold,
+            score_threshold=self.score_threshold if score_threshold is None else score_threshold,
             nms_threshold=self.nms_threshold,
             long_side=self.long_side_for(image_bgr, photo),
         )
