@@ -16,10 +16,12 @@ from typing import Any
 import yaml
 
 from facepriv.declarations import JobDeclaration, parse_job_block
+from facepriv.errors import ConfigError
 from facepriv.settings import defaults_of
 
 NODE_TYPES = ("input", "model", "draw", "dabble", "output")
 NODES_DIR = Path(__file__).parent / "nodes"
+SHARED_DIR = NODES_DIR / "shared"  # settings several nodes share (``include:``)
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,12 @@ def _read_spec(path: Path) -> NodeSpec:
 
 
 def spec_from_yaml(name: str, raw: dict[str, Any]) -> NodeSpec:
-    """The spec a node's parsed YAML (typed ``keys:`` form) declares."""
-    keys = raw.get("keys") or {}
+    """The spec a node's parsed YAML (typed ``keys:`` form) declares; ``include: [group]``
+    adds the settings of ``facepriv/nodes/shared/<group>.yml`` (several nodes' own keys,
+    written once), listed after the node's own."""
+    keys = dict(raw.get("keys") or {})
+    for key, rule in included_keys(name, raw.get("include") or []).items():
+        keys.setdefault(key, rule)
     legacy_keys = {
         old: key for key, rule in keys.items() for old in rule.get("legacy_names", [])
     }
@@ -65,6 +71,19 @@ def spec_from_yaml(name: str, raw: dict[str, Any]) -> NodeSpec:
         appends=tuple(raw.get("append", [])),
         job=parse_job_block(name, raw.get("job")),
     )
+
+
+def included_keys(name: str, groups: list[str]) -> dict[str, dict[str, Any]]:
+    """The settings of shared key groups a node's YAML includes."""
+    keys: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        path = SHARED_DIR / f"{group}.yml"
+        if not isinstance(group, str) or not path.is_file():
+            known = ", ".join(sorted(p.stem for p in SHARED_DIR.glob("*.yml")))
+            raise ConfigError(f"node '{name}' includes '{group}', which is not a shared key group: "
+                              f"use {known}")
+        keys.update(yaml.safe_load(path.read_text(encoding="utf-8"))["keys"])
+    return keys
 
 
 @lru_cache(maxsize=1)

@@ -27,8 +27,8 @@ def sample_frames(sample_video) -> list[np.ndarray]:
     return frames
 
 
-def run_frames(frames: list[np.ndarray], **settings) -> tuple[dict[int, dict], Node]:
-    detector = Node(score_threshold=0.1, **settings)
+def run_frames(frames: list[np.ndarray], node_class: type = Node, **settings) -> tuple[dict[int, dict], Node]:
+    detector = node_class(**{"score_threshold": 0.1, **settings})
     collect = Collect()
     summary = Pipeline([Frames(frames), detector, collect]).run()
     assert summary.iterations == len(frames)
@@ -117,6 +117,24 @@ def test_fast_path_agrees_with_exact_path(sample_frames, share):
         boxes = pixel_boxes(fast[index])
         for face in pixel_boxes(exact[index], minimum_score=0.5):
             assert covered(face, boxes, 0.8), f"frame {index}: {face} not covered by {boxes}"
+
+
+@pytest.mark.slow
+def test_mtcnn_detects_key_frames_too(sample_frames):
+    """model.mtcnn includes the same settings: PeekingDuck configs gain detect_every."""
+    from facepriv.nodes.model.mtcnn import Node as MTCNN
+
+    exact, _ = run_frames(sample_frames, MTCNN, score_threshold=0.2)
+    fast, detector = run_frames(sample_frames, MTCNN, score_threshold=0.2, detect_every=8,
+                                keyframe_match_share=0.5)
+    assert detector.frames_detected < len(sample_frames) / 2
+    for index in range(0, len(sample_frames), 8):
+        np.testing.assert_array_equal(fast[index]["bboxes"], exact[index]["bboxes"])
+    for index in range(len(sample_frames)):  # the face (1.0); MTCNN's false boxes on the waving
+        boxes = pixel_boxes(fast[index])  # hand score 0.2-0.57 and come and go between key frames
+        faces = pixel_boxes(exact[index], minimum_score=0.9)
+        assert len(faces) == 1
+        assert covered(faces[0], boxes, 0.8), f"frame {index}: {faces[0]} not covered by {boxes}"
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ Settings (see ``mtcnn.yml``):
 * ``score_threshold``: final confidence a face needs to be reported.
 * ``flip_pass``: also detect in the mirrored frame and merge (``mtcnn_passes``).
 * ``box_scale``: width and height factors of the reported boxes, around their centres.
+* ``detect_every`` and the ``keyframe_*`` settings: key-frame detection on video files, as
+  model.centerface has it (``facepriv.keyframes``; 1, the default, detects every frame).
 * ``weights_parent_dir``: a folder with ``pnet.lz4``, ``rnet.lz4`` and ``onet.lz4``;
   empty uses the weights inside the installed mtcnn package.
 * ``tf_intra_op_threads``, ``tf_inter_op_threads``: TensorFlow's thread pools (0 = its
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from facepriv.detection import FaceDetectorNode
+from facepriv.keyframes import Detections
 from facepriv.models.mtcnn_cascade import MTCNNCascade
 from facepriv.models.mtcnn_passes import merge_passes, mirror_boxes, scale_boxes
 
@@ -46,11 +49,20 @@ class Node(FaceDetectorNode):
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel boxes and scores of the faces scoring at least ``score_threshold``."""
+        return self._detect(image_bgr, self.score_threshold)
+
+    def detect_key_frame(self, image_bgr: np.ndarray, pool: dict[str, Any],
+                         score_threshold: float) -> Detections:
+        """A video key frame down to ``score_threshold`` (hysteresis between key frames)."""
+        boxes, scores = self._detect(image_bgr, score_threshold)
+        return boxes, scores, np.array([self.label] * len(boxes))
+
+    def _detect(self, image_bgr: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self.cascade.detect_bgr(image_bgr)
         if self.flip_pass:
             mirrored, mirrored_scores = self.cascade.detect_bgr(image_bgr[:, ::-1])
             boxes, scores = merge_passes(
                 boxes, scores, mirror_boxes(mirrored, image_bgr.shape[1]), mirrored_scores
             )
-        keep = scores >= self.score_threshold
+        keep = scores >= score_threshold
         return scale_boxes(boxes[keep], *self.box_scale), scores[keep]
