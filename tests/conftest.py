@@ -251,3 +251,12 @@ def tracked_sample(tmp_path_factory: pytest.TempPathFactory, sample_video: Path)
     path.write_text(yaml.safe_dump(config))
     api.run(path)
     return folder
+
+
+def presenter(tracks: dict) -> int:
+    """The track of a tracks file on most frames: the sample's one person."""
+    counts: dict[int, int] = {}
+    for frame in tracks["frames"]:
+        for face in frame["faces"]:
+            counts[face[4]] = counts.get(face[4], 0) + 1
+    return max(counts, key=counts.get)

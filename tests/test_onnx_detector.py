@@ -15,6 +15,7 @@ from onnx_graphs import CELL, constant_detector, magenta_detector
 
 from facepriv.errors import ConfigError
 from facepriv.geometry import iou_matrix
+from facepriv.models.onnx_detector import output_layout
 from facepriv.node import build_node
 from facepriv.nodes.input.visual import Node as VisualInput
 from facepriv.runner import Pipeline, merge_outputs
@@ -84,6 +85,32 @@ def test_known_output_is_decoded_mapped_filtered_and_suppressed(tmp_path, frame,
         "score_threshold": 0.6, "nms_threshold": 0.95}).run({"img": frame})
     # At IoU 0.95 the second plate (IoU 0.9) survives; at 0.6 the 0.5 plate does not.
     assert sorted(strict["bbox_scores"].tolist()) == pytest.approx([0.7, 0.8, 0.9])
+
+
+@pytest.mark.parametrize("output_format", ["auto", "end2end"])
+def test_an_end_to_end_export_gives_final_boxes_not_suppressed_again(tmp_path, frame, output_format):
+    """[1, N, 6] rows (x1, y1, x2, y2, score, class) of YOLOv10 / YOLO26 / nms=True exports;
+    unused rows score 0; a class index class_names does not list is dropped."""
+    rows = np.zeros((1, 300, 6), np.float32)
+    rows[0, :5] = [[80, 90, 120, 110, 0.9, 0], [82, 90, 122, 110, 0.8, 0], [80, 90, 120, 110, 0.7, 1],
+                   [185, 45, 215, 75, 0.2, 0], [240, 195, 260, 205, 0.95, 5]]
+    path = constant_detector(tmp_path / "e2e.onnx", rows, INPUT_HW)
+    node = build_node("model.onnx_detector", {
+        "weights_path": str(path), "class_names": ["plate", "screen"], "input_size": list(INPUT_HW),
+        "output_format": output_format})
+    assert node.model.layout == "end2end"
+    out = node.run({"img": frame})
+    order = np.argsort(-out["bbox_scores"])
+    assert out["bbox_labels"][order].tolist() == ["plate", "plate", "screen"]  # two plates kept
+    np.testing.assert_allclose(out["bbox_scores"][order], [0.9, 0.8, 0.7], rtol=1e-6)
+    expected = [expected_in_frame((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+                for x1, y1, x2, y2, _, _ in rows[0, :3]]
+    np.testing.assert_allclose(out["bboxes"][order] * [710, 540, 710, 540], expected, atol=1e-3)
+    screens = build_node("model.onnx_detector", {
+        "weights_path": str(path), "class_names": ["plate", "screen"], "input_size": list(INPUT_HW),
+        "detect_classes": ["screen"]}).run({"img": frame})
+    assert screens["bbox_labels"].tolist() == ["screen"]
+    assert output_layout((1, 300, 6), 1) == "end2end" and output_layout((1, 25200, 6), 1) == "yolov5"
 
 
 def with_rectangle(image: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray:
@@ -306,8 +333,8 @@ def test_a_class_count_unlike_class_names_is_named(tmp_path, frame):
     assert "3 class(es)" in line and "class_names lists 2" in line
     five = constant_detector(tmp_path / "v5.onnx", np.zeros((1, 100, 9), np.float32), INPUT_HW)
     assert "yolov5 detector of 4 class(es)" in run_with_detector(tmp_path, frame, five)
-    six = constant_detector(tmp_path / "v5.onnx", np.zeros((1, 100, 6), np.float32), INPUT_HW)
-    with pytest.raises(ConfigError, match=r"\[1, 100, 6\], the yolov5 layout, not yolov8"):
+    six = constant_detector(tmp_path / "v5.onnx", np.zeros((1, 2000, 6), np.float32), INPUT_HW)
+    with pytest.raises(ConfigError, match=r"\[1, 2000, 6\], the yolov5 layout, not yolov8"):
         build_node("model.onnx_detector", {"weights_path": str(six), "class_names": ["plate"],
                                            "input_size": list(INPUT_HW), "output_format": "yolov8"})
 

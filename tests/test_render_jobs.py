@@ -15,7 +15,7 @@ import pytest
 from facepriv.batch.manifest import MANIFEST_NAME
 from facepriv.tracks_file import load_tracks, save_tracks
 
-from conftest import run_cli
+from conftest import presenter, run_cli
 from frame_checks import crop, read_frames, ssim
 from test_scale_out import digests, manifest_lines
 
@@ -27,14 +27,6 @@ ENGINES = [
     pytest.param(("--engine", "ray", "--workers", "2"), id="ray", marks=[pytest.mark.slow, pytest.mark.skipif(
         importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")]),
 ]
-
-
-def presenter(data: dict) -> int:
-    counts: dict[int, int] = {}
-    for frame in data["frames"]:
-        for face in frame["faces"]:
-            counts[face[4]] = counts.get(face[4], 0) + 1
-    return max(counts, key=counts.get)
 
 
 @pytest.fixture(scope="module")

@@ -13,21 +13,12 @@ from facepriv import api
 from facepriv.evaluation.gt_video import load_face_tracks
 from facepriv.tracks_file import load_tracks, save_tracks
 
-from conftest import REPO_DIR, error_lines, run_cli
+from conftest import REPO_DIR, error_lines, presenter, run_cli
 from frame_checks import crop, read_frames, ssim
 
 TRACKS_NAME = "peekingduck_wave.mp4.tracks.json"
 ADDED_BOX = [40.0, 330.0, 160.0, 470.0]  # green background, left of the presenter
 ADDED_FRAMES = 50
-
-
-def presenter(data: dict) -> int:
-    """The track on most frames: the clip's one person."""
-    counts: dict[int, int] = {}
-    for frame in data["frames"]:
-        for face in frame["faces"]:
-            counts[face[4]] = counts.get(face[4], 0) + 1
-    return max(counts, key=counts.get)
 
 
 @pytest.mark.slow

@@ -7,7 +7,11 @@ user brings, as Ultralytics and Roboflow export it. Two output layouts are read:
   candidate, centre x, centre y, width, height in network-input pixels, then one score
   per class;
 * ``yolov5``: ``[1, N, 5 + nc]``: the same box, an objectness score, then class
-  probabilities (a candidate's score is objectness times its best class probability).
+  probabilities (a candidate's score is objectness times its best class probability);
+* ``end2end``: ``[1, N, 6]``: final boxes of exports with the suppression inside the
+  model (YOLOv10, YOLO26, ``nms=True``): x1, y1, x2, y2 in network-input pixels, score,
+  class index; unused rows score 0. They are not suppressed again (the model kept two
+  overlapping objects on purpose).
 
 Frames are letterboxed as Ultralytics does (aspect kept, centred, grey 114 padding, RGB,
 /255), suppressed per class as Ultralytics does (one box may not hide another class's
@@ -31,7 +35,10 @@ import numpy as np
 from facepriv.errors import ConfigError
 from facepriv.models.centerface import as_bgr
 
-FORMATS = ("auto", "yolov8", "yolov5")
+FORMATS = ("auto", "yolov8", "yolov5", "end2end")
+# An end-to-end export lists at most its max_det boxes (300 by default); a one-class yolov5
+# output of the same [1, N, 6] shape has thousands of candidates (25,200 at 640 px).
+END2END_MAX_ROWS = 1000
 PAD_GREY = (114, 114, 114)
 NAME = "model.onnx_detector"
 
@@ -70,21 +77,26 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Let
 
 def expected_shapes(classes: int) -> str:
     """The output shapes a detector of ``classes`` classes may have, for error messages."""
-    return f"[1, {4 + classes}, N] (yolov8: 4 + {classes} classes) or [1, N, {5 + classes}] " \
-        f"(yolov5: 5 + {classes} classes)"
+    return f"[1, {4 + classes}, N] (yolov8: 4 + {classes} classes), [1, N, {5 + classes}] " \
+        f"(yolov5: 5 + {classes} classes) or [1, N, 6] (end2end: x1, y1, x2, y2, score, class)"
 
 
 def output_layout(shape: tuple[int, ...], classes: int, output_format: str = "auto") -> str | None:
-    """``yolov8`` or ``yolov5`` if an output of ``shape`` is in that layout for ``classes``
-    classes (``auto``: either, the one whose candidate count is larger), else None."""
+    """The layout (``yolov8``, ``yolov5``, ``end2end``) an output of ``shape`` is in for
+    ``classes`` classes, or None. ``auto`` takes any: of yolov8 and yolov5 the one whose
+    candidate count is larger; of yolov5 and end2end (one class) end2end up to
+    END2END_MAX_ROWS rows."""
     if len(shape) != 3 or shape[0] != 1:
         return None
-    fits = {"yolov8": shape[1] == 4 + classes, "yolov5": shape[2] == 5 + classes}
+    fits = {"yolov8": shape[1] == 4 + classes, "yolov5": shape[2] == 5 + classes, "end2end": shape[2] == 6}
     if output_format != "auto":
         return output_format if fits[output_format] else None
-    if fits["yolov8"] and fits["yolov5"]:
-        return "yolov8" if shape[2] >= shape[1] else "yolov5"
-    return next((name for name, fit in fits.items() if fit), None)
+    if fits["end2end"] and fits["yolov5"]:
+        return "end2end" if shape[1] <= END2END_MAX_ROWS else "yolov5"
+    rows_last = next((name for name in ("yolov5", "end2end") if fits[name]), None)  # [1, N, k]
+    if fits["yolov8"] and rows_last is not None:
+        return "yolov8" if shape[2] >= shape[1] else rows_last
+    return "yolov8" if fits["yolov8"] else rows_last
 
 
 def class_count_hint(shape: tuple[int, ...], output_format: str) -> tuple[str, int] | None:
@@ -106,6 +118,12 @@ def decode(
     indices), those scoring at least ``score_threshold`` among classes ``keep`` (None: all)."""
     rows = output[0].T if layout == "yolov8" else output[0]
     rows = np.asarray(rows, dtype=np.float32)
+    if layout == "end2end":
+        classes = np.rint(rows[:, 5]).astype(np.int64)
+        chosen = rows[:, 4] >= score_threshold
+        if keep is not None:
+            chosen &= np.isin(classes, keep)
+        return rows[chosen, :4].copy(), rows[chosen, 4].copy(), classes[chosen]
     if layout == "yolov8":
         class_scores = rows[:, 4:]
     else:
@@ -218,8 +236,11 @@ class OnnxDetector:
         padded, fit = letterbox(image, self.input_size)
         blob = cv2.dnn.blobFromImage(padded, 1.0 / 255.0, swapRB=True)  # the network reads RGB
         output = self._forward(blob)[self._output]
+        if keep is None and self.layout == "end2end":  # a row may name a class class_names lacks
+            keep = np.arange(self.classes)
         boxes, scores, classes = decode(output, self.layout, score_threshold, keep)
-        kept = nms_per_class(boxes, scores, classes, nms_threshold)
+        kept = np.arange(len(boxes)) if self.layout == "end2end" else \
+            nms_per_class(boxes, scores, classes, nms_threshold)
         return fit.to_frame(boxes[kept], width, height), scores[kept], classes[kept]
 
 
