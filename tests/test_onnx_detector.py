@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from onnx_graphs import CELL, constant_detector, magenta_detector
 
+from facepriv.batch.manifest import MANIFEST_NAME as MANIFEST
 from facepriv.errors import ConfigError
 from facepriv.geometry import iou_matrix
 from facepriv.models.onnx_detector import output_layout
@@ -252,6 +253,13 @@ def test_onnx_detector_in_a_workers_job(tmp_path, painted_photos):
     result = run_cli("run", "--config_path", str(config), "--workers", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert_faces_black_plates_green(tmp_path / "out", rectangles, faces)
+    # The manifest counts faces: the plates hidden too do not change the count.
+    alone = fill_config(tmp_path / "faces.yml", source, tmp_path / "faces_only", None)
+    assert run_cli("run", "--config_path", str(alone), "--workers", "2", cwd=tmp_path).returncode == 0
+    lines = [map(json.loads, (folder / MANIFEST).read_text().splitlines())
+             for folder in (tmp_path / "out", tmp_path / "faces_only")]
+    counts = [{line["name"]: line["faces"] for line in found if line["status"] == "done"} for found in lines]
+    assert counts[0] == counts[1] and len(counts[0]) == 2 and all(counts[0].values()), counts
 
 
 @pytest.mark.slow

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from facepriv.custom_nodes import set_custom_nodes_dir
 from facepriv.errors import FaceprivError
 from facepriv.media import reading
@@ -195,7 +197,8 @@ class _Kept:
 
 
 class _Probe:
-    """Last node of a worker's pipeline: counts the file's frames and masked face boxes."""
+    """Last node of a worker's pipeline: counts the file's frames and masked face boxes (a
+    second detector's plates and other labels are not faces)."""
 
     node_name = "batch.probe"
     inputs = ["all", "pipeline_end"]
@@ -211,7 +214,9 @@ class _Probe:
         if inputs.get("pipeline_end"):
             return {}
         self.frames += 1
-        self.faces += len(inputs.get("bboxes", ()))
+        labels = inputs.get("bbox_labels")
+        boxes = len(inputs.get("bboxes", ()))
+        self.faces += boxes if labels is None else int(np.count_nonzero(np.asarray(labels) == "face"))
         if self._on_frames is not None:
             self._on_frames(self.frames)
         return {}
