@@ -8,8 +8,10 @@ frames the faces are decided by comparing their detections:
 
 * **they agree** (every face of one matches a face of the other, overlapping by at least
   ``min_iou``): the frames between get each face's box moved linearly from one to the
-  other, with the lower of its two scores. A faint box (scoring under ``faint_score``)
-  found on one of the two only does not make them disagree: the detector's false boxes
+  other, with the lower of its two scores (with a ``report_score``, a face just under the
+  detector's threshold on one frame, in the same place, still matches: see ``compare``).
+  A faint box (scoring under ``faint_score``) found on one of the two only does not make
+  them disagree: the detector's false boxes
   come and go at low scores, and detecting again for each would cost most of the time
   saved. Such a box is kept, where it was found, on every frame between (hiding more);
 * **they disagree** (a face appeared, vanished or moved more than that): the frame
@@ -224,9 +226,10 @@ class KeyFrameDetector:
         assert first.found is not None and last.found is not None
         if self._frames[end - 1].decided:
             return  # decided on an earlier call
-        rules = (self.min_iou, self.faint_score, self.report_score)
-        in_picture = compare(first.found, last.found, *rules)
-        in_scene = compare(_in_scene(first), _in_scene(last), *rules)
+        # Weak boxes (keyframe_match_share) match in the picture only: carried along the
+        # estimated camera motion through pans and zooms they strayed off the faces.
+        in_picture = compare(first.found, last.found, self.min_iou, self.faint_score, self.report_score)
+        in_scene = compare(_in_scene(first), _in_scene(last), self.min_iou, self.faint_score)
         if in_picture is None and in_scene is None:
             self._submit(self._frames[(start + end) // 2])
             return
@@ -293,8 +296,8 @@ def compare(first: Detections, second: Detections, min_iou: float, faint_score: 
 
 
 def _in_scene(frame: _Frame) -> Detections:
-    """A detected frame's boxes (down to the match score) in normalised scene coordinates."""
-    assert frame.found is not None
-    boxes, scores, labels = frame.found
+    """A detected frame's boxes (those it hands on) in normalised scene coordinates."""
+    assert frame.result is not None
+    boxes, scores, labels = frame.result
     height, width = frame.pool["img"].shape[:2]
     return transform_boxes(frame.to_scene, normalise_boxes(boxes, width, height)), scores, labels
