@@ -166,13 +166,13 @@ def render(
     if not tracks:
         raise ConfigError("render needs at least one tracks file: pass --tracks FILE")
     set_custom_nodes_dir(custom_nodes_dir)
-    engine_config = RunConfig([]).engine
     if nodes is None:
         if config_path is None:
             raise ConfigError("render needs a run config for its draw and output nodes: pass --config_path")
-        loaded = load_run_config(config_path)
-        nodes, engine_config = loaded.nodes, loaded.engine
-    chosen = [(name, settings) for name, settings in nodes
+        given = load_run_config(config_path)
+    else:
+        given = RunConfig(nodes)
+    chosen = [(name, settings) for name, settings in given.nodes
               if node_type(name) in ("draw", "output") and name not in RENDER_SKIPS]
     if not any(node_type(name) == "draw" for name, _ in chosen):
         raise ConfigError("the render config has no draw node to hide the faces with: add one such as "
@@ -180,7 +180,7 @@ def render(
     if not any(node_type(name) == "output" for name, _ in chosen):
         raise ConfigError("the render config has no output node: add output.media_writer")
     run_config = RunConfig([("input.tracks", {"source": [str(path) for path in tracks]}), *chosen],
-                           engine_config)
+                           given.engine)
     overrides = parse_node_config(node_config) if isinstance(node_config, str) else node_config
     summary = _execute(run_config, overrides, _engine_choice(engine, workers, address), force=force,
                        progress=progress)

@@ -67,6 +67,7 @@ class CameraMotion:
         self._grey: np.ndarray | None = None
         self._corners: np.ndarray | None = None
         self._thumbnail: np.ndarray | None = None
+        self._flat = False  # the last frame had almost no contrast
 
     def update(self, image: np.ndarray) -> MotionStep:
         """How the picture moved since the last frame; call ``avoid`` next."""
@@ -81,9 +82,8 @@ class CameraMotion:
             resemblance = float((self._thumbnail * tiny).sum())
             followed, matrix = self._follow(self._grey, grey, self._corners)
             cut = followed < self.cut_followed and resemblance < self.cut_resemblance
-            flat = flat or float(self._grey.std()) < FLAT_CONTRAST
-            step = MotionStep(IDENTITY if cut else matrix, cut, followed, resemblance, flat)
-        self._grey, self._thumbnail, self._corners = grey, tiny, None
+            step = MotionStep(IDENTITY if cut else matrix, cut, followed, resemblance, flat or self._flat)
+        self._grey, self._thumbnail, self._corners, self._flat = grey, tiny, None, flat
         return step
 
     def avoid(self, faces: np.ndarray) -> None:
